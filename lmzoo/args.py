@@ -1,0 +1,129 @@
+"""Command-line arguments shared by every script: dataclasses, parsing, and checks of flag combinations.
+
+The flags are the Hugging Face examples' flags (users type them from memory). `LmzooTrainingArguments` is
+transformers' `TrainingArguments` plus what transformers 5 dropped or what lmzoo adds: `--overwrite_output_dir`,
+`--mixed_precision auto` (bf16 on CUDA where supported, else fp16, without being asked), and saner defaults
+for long runs (keep two checkpoints, log every 50 steps).
+"""
+
+import os
+import sys
+from dataclasses import dataclass, field
+
+import torch
+from transformers import HfArgumentParser, TrainingArguments
+
+from .errors import UsageError, require
+
+
+@dataclass
+class LmzooTrainingArguments(TrainingArguments):
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Start afresh in a non-empty --output_dir instead of refusing (a checkpoint there is resumed otherwise)."},
+    )
+    mixed_precision: str = field(
+        default="auto",
+        metadata={
+            "help": "auto: bf16 on CUDA GPUs that support it, else fp16; fp32 on CPU unless --bf16 is given. "
+            "'no' keeps fp32 everywhere.",
+            "choices": ["auto", "no"],
+        },
+    )
+    save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept in --output_dir (the newest)."})
+    logging_steps: float = field(default=50, metadata={"help": "Log the training loss every X steps."})
+
+    def __post_init__(self):
+        cuda = torch.cuda.is_available() and not self.use_cpu
+        if self.fp16 and self.bf16:
+            raise UsageError("--fp16 and --bf16 are contradictory: choose one mixed precision")
+        if self.fp16 and not cuda:
+            raise UsageError("--fp16 needs a CUDA GPU and none is in use; on CPU use --bf16 or fp32 (no flag)")
+        if self.bf16 and not cuda:
+            self.use_cpu = True  # transformers refuses bf16 without a GPU unless told the run is on CPU
+        if self.mixed_precision == "auto" and cuda and not (self.fp16 or self.bf16):
+            if torch.cuda.is_bf16_supported():
+                self.bf16 = True
+            else:
+                self.fp16 = True
+        for flag in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+            value = getattr(self, flag)
+            if value is not None and value < 1:
+                raise UsageError(f"--{flag} must be a positive integer, got {value}")
+        if self.learning_rate <= 0:
+            raise UsageError(f"--learning_rate must be > 0, got {self.learning_rate}")
+        if self.max_steps == 0 or (self.max_steps < 0 and self.num_train_epochs <= 0):
+            raise UsageError(
+                f"nothing to train: --max_steps {self.max_steps} with --num_train_epochs {self.num_train_epochs}; "
+                "give --max_steps > 0 or --num_train_epochs > 0"
+            )
+        super().__post_init__()
+
+
+def parse_args(*dataclass_types, argv=None):
+    """Parse the command line (or a single .json/.yaml file) into the given dataclasses.
+
+    Errors raised by the dataclasses' own checks become one-line UsageErrors.
+    """
+    parser = HfArgumentParser(dataclass_types)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
+            require(os.path.isfile(argv[0]), f"arguments file {argv[0]} does not exist")
+            if argv[0].endswith(".json"):
+                return parser.parse_json_file(os.path.abspath(argv[0]))
+            return parser.parse_yaml_file(os.path.abspath(argv[0]))
+        return parser.parse_args_into_dataclasses(args=argv)
+    except UsageError:
+        raise
+    except ValueError as err:
+        raise UsageError(" ".join(str(err).split())) from err
+
+
+def prepare_output_dir(training_args) -> str | None:
+    """Check --output_dir before any long work; return the checkpoint to resume from, if any.
+
+    A folder holding a checkpoint is resumed (the newest complete one); a non-empty folder without one holds
+    another run and is refused unless --overwrite_output_dir.
+    """
+    out = training_args.output_dir
+    require(out is not None, "--output_dir is required")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"--output_dir {out} is a file, expected a folder")
+    probe_dir = out if os.path.isdir(out) else _first_existing_parent(out)
+    if not os.access(probe_dir, os.W_OK):
+        raise UsageError(f"--output_dir {out} is not writable")
+    if not os.path.isdir(out) or training_args.overwrite_output_dir:
+        return None
+    if training_args.resume_from_checkpoint:
+        return training_args.resume_from_checkpoint
+    checkpoint = latest_complete_checkpoint(out)
+    if checkpoint is not None:
+        return checkpoint
+    entries = [e for e in os.listdir(out) if not e.startswith(".")]
+    if entries and training_args.do_train:
+        raise UsageError(
+            f"--output_dir {out} already holds another run ({', '.join(sorted(entries)[:3])}...) and no checkpoint to "
+            "resume; pass --overwrite_output_dir to replace it or choose another folder"
+        )
+    return None
+
+
+def latest_complete_checkpoint(folder: str) -> str | None:
+    """The newest checkpoint-N folder whose trainer state was written (the Trainer writes it last)."""
+    candidates = []
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        if name.startswith("checkpoint-") and name[len("checkpoint-"):].isdigit() and os.path.isdir(path):
+            if os.path.isfile(os.path.join(path, "trainer_state.json")):
+                candidates.append((int(name[len("checkpoint-"):]), path))
+    if not candidates:
+        return None
+    return max(candidates)[1]
+
+
+def _first_existing_parent(path: str) -> str:
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return path

@@ -1,0 +1,40 @@
+"""One-line errors for mistakes in the user's input.
+
+Every script's `main` runs under `run_main`: a `UsageError` (or a library error we translate into one) prints a
+single line naming the culprit and exits with status 2, before any long work starts. `LMZOO_DEBUG=1` shows the
+full traceback instead.
+"""
+
+import functools
+import os
+import sys
+
+
+class UsageError(Exception):
+    """A mistake in the command line, a file or a folder the user named; shown as one line, no traceback."""
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("LMZOO_DEBUG", "") not in ("", "0", "false", "False")
+
+
+def run_main(main):
+    """Call `main()`; turn a UsageError into `error: ...` on stderr and exit status 2."""
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except UsageError as err:
+            if debug_enabled():
+                raise
+            script = os.path.basename(sys.argv[0]) or "lmzoo"
+            print(f"{script}: error: {err}", file=sys.stderr, flush=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+def require(condition: bool, message: str) -> None:
+    if not condition:
+        raise UsageError(message)
