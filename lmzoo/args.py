@@ -32,6 +32,8 @@ class LmzooTrainingArguments(TrainingArguments):
     )
     save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept in --output_dir (the newest)."})
     logging_steps: float = field(default=50, metadata={"help": "Log the training loss every X steps."})
+    logging_nan_inf_filter: bool = field(default=False, metadata={
+        "help": "Hide NaN/inf losses from the logs (off: lmzoo stops a diverged run instead of hiding it)."})
 
     def __post_init__(self):
         cuda = torch.cuda.is_available() and not self.use_cpu
@@ -41,6 +43,8 @@ class LmzooTrainingArguments(TrainingArguments):
             raise UsageError("--fp16 needs a CUDA GPU and none is in use; on CPU use --bf16 or fp32 (no flag)")
         if self.bf16 and not cuda:
             self.use_cpu = True  # transformers refuses bf16 without a GPU unless told the run is on CPU
+        if not cuda:
+            self.dataloader_pin_memory = False  # nothing to pin to; avoids a warning per dataloader
         if self.mixed_precision == "auto" and cuda and not (self.fp16 or self.bf16):
             if torch.cuda.is_bf16_supported():
                 self.bf16 = True
@@ -127,3 +131,49 @@ def _first_existing_parent(path: str) -> str:
     while not os.path.exists(path):
         path = os.path.dirname(path)
     return path
+
+
+@dataclass
+class ModelArguments:
+    """Which model to train and with which tokenizer (shared by the pretraining scripts)."""
+
+    model_name_or_path: str | None = field(default=None, metadata={
+        "help": "A checkpoint to continue from (a folder, or a Hub name when online). Leave out to train from scratch."})
+    config_name: str | None = field(default=None, metadata={
+        "help": "A preset (bert-tiny, bert-mini, ..., gpt2, t5-small; or the Hub names people type for them, e.g. "
+                "prajjwal1/bert-tiny), a config.json, a checkpoint folder, or a Hub name."})
+    model_type: str | None = field(default=None, metadata={
+        "help": "Train from scratch with the library's default config of this type (e.g. bert)."})
+    config_overrides: str | None = field(default=None, metadata={
+        "help": "Override config fields when training from scratch: \"num_hidden_layers=2,hidden_size=64\"."})
+    tokenizer_name: str | None = field(default=None, metadata={
+        "help": "A tokenizer folder or Hub name. Leave out to use the checkpoint's or to train one on the corpus."})
+    vocab_size: int | None = field(default=None, metadata={
+        "help": "Size of the tokenizer trained on the corpus (default: the preset's vocabulary size)."})
+
+
+@dataclass
+class DataArguments:
+    dataset_name: str | None = field(default=None, metadata={
+        "help": "A Hub dataset (e.g. wikitext, JeanKaddour/minipile, wikipedia), or `demo` for the embedded demo corpus."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "The Hub dataset's configuration."})
+    dataset_dir: str | None = field(default=None, metadata={
+        "help": "A local dataset folder: save_to_disk output, a datasets cache of .arrow shards, or text/jsonl/parquet files."})
+    train_file: str | None = field(default=None, metadata={"help": "Training text (.txt, .jsonl, .csv, .tsv, .parquet; may be gzipped)."})
+    validation_file: str | None = field(default=None, metadata={"help": "Validation text, same formats."})
+    text_column: str = field(default="text", metadata={"help": "Column holding the text in json/csv/parquet data."})
+    validation_split_percentage: int = field(default=5, metadata={
+        "help": "Percent of the training documents held out for validation when there is no validation split."})
+    max_seq_length: int | None = field(default=None, metadata={"help": "Tokens per block (the model's input length)."})
+    line_by_line: bool = field(default=False, metadata={"help": "One example per non-empty line instead of packed blocks."})
+    tokenized_dir: str | None = field(default=None, metadata={
+        "help": "Where the tokenized blocks are saved and reused (default: a folder under --cache_dir keyed by inputs)."})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training blocks."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N validation blocks."})
+    cache_dir: str | None = field(default=None, metadata={
+        "help": "Root for lmzoo's caches (tokenized data, trained tokenizers, compile cache, Hub downloads); "
+                "default $LMZOO_CACHE_DIR or ~/.cache/lmzoo."})
+
+    def has_source(self) -> bool:
+        return bool(self.dataset_name or self.dataset_dir or self.train_file)

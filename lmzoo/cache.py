@@ -1,0 +1,77 @@
+"""Build-once folders on disk: tokenized corpora and trained tokenizers.
+
+One process builds (the local main process under torchrun, and among several runs sharing the cache, whoever
+takes the file lock first); it builds into a temporary folder and renames it into place with a ready marker, so
+a kill never leaves a half-written cache that a later run would trust. Other processes wait by polling the file
+system, not at a process-group barrier, so a long build never hits the distributed timeout.
+"""
+
+import contextlib
+import fcntl
+import glob
+import os
+import shutil
+import sys
+import time
+
+from .records import atomic_directory, atomic_write_json, read_json
+
+READY_MARKER = "lmzoo_ready.json"
+
+
+def default_cache_dir() -> str:
+    return os.environ.get("LMZOO_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "lmzoo")
+
+
+def is_local_main_process() -> bool:
+    return int(os.environ.get("LOCAL_RANK", "0")) == 0
+
+
+def is_ready(folder: str) -> bool:
+    return os.path.isfile(os.path.join(folder, READY_MARKER))
+
+
+@contextlib.contextmanager
+def file_lock(path: str):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released by the OS if this process dies
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def build_once(folder: str, build, description: str, metadata: dict | None = None,
+               poll_seconds: float = 2.0) -> str:
+    """Make sure `folder` holds a complete build made by `build(tmp_folder)`; return `folder`."""
+    if is_ready(folder):
+        return folder
+    if is_local_main_process():
+        with file_lock(folder + ".lock"):
+            if not is_ready(folder):
+                _remove_stale_temporaries(folder)
+                print(f"[lmzoo] building {description} in {folder}", file=sys.stderr, flush=True)
+                with atomic_directory(folder) as tmp:
+                    build(tmp)
+                    atomic_write_json(os.path.join(tmp, READY_MARKER), {"description": description, **(metadata or {})})
+        return folder
+    waited, next_note = 0.0, 60.0
+    while not is_ready(folder):
+        time.sleep(poll_seconds)
+        waited += poll_seconds
+        if waited >= next_note:
+            print(f"[lmzoo] rank {os.environ.get('RANK', '?')} still waiting for {description} ({int(waited)} s)",
+                  file=sys.stderr, flush=True)
+            next_note += 60.0
+    return folder
+
+
+def ready_metadata(folder: str) -> dict:
+    return read_json(os.path.join(folder, READY_MARKER))
+
+
+def _remove_stale_temporaries(folder: str) -> None:
+    parent, name = os.path.split(os.path.abspath(folder))
+    for stale in glob.glob(os.path.join(parent, ".tmp-" + glob.escape(name) + "-*")):
+        shutil.rmtree(stale, ignore_errors=True)

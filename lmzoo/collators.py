@@ -1,0 +1,112 @@
+"""Masked-LM batches: 80/10/10 masking, optional whole-word masking, seeded and vectorised.
+
+Why not transformers' DataCollatorForLanguageModeling: in transformers 5 its whole-word masking needs offset
+mappings, which packed blocks do not have. Here word boundaries come from the vocabulary itself (a WordPiece
+piece starting with `##`, or a byte-level BPE / SentencePiece piece not starting with `Ġ` / `▁`, continues the
+previous word), so whole-word masking works on packed blocks with a table look-up and a cumulative max.
+(T5 span corruption lives in lmzoo.t5_span.)
+"""
+
+import os
+from dataclasses import dataclass, field
+
+import torch
+
+
+def continuation_table(tokenizer) -> torch.Tensor:
+    """Boolean per token id: does this piece continue the previous word?"""
+    table = torch.zeros(len(tokenizer), dtype=torch.bool)
+    specials = set(tokenizer.all_special_ids)
+    vocab = tokenizer.get_vocab()
+    word_starts = ("Ġ", "▁")
+    uses_word_start_marker = any(piece.startswith(word_starts) for piece in list(vocab)[:5000])
+    for piece, index in vocab.items():
+        if index in specials or index >= len(table):
+            continue
+        if piece.startswith("##"):
+            table[index] = True
+        elif uses_word_start_marker and not piece.startswith(word_starts) and piece.isalnum():
+            table[index] = True
+    return table
+
+
+def pad_sequences(sequences, pad_id: int, pad_to_multiple_of: int | None = None):
+    """Right-pad lists of ids to one length; returns (input_ids, attention_mask)."""
+    length = max(len(s) for s in sequences)
+    if pad_to_multiple_of:
+        length = -(-length // pad_to_multiple_of) * pad_to_multiple_of
+    ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), length), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+        mask[row, : len(seq)] = 1
+    return ids, mask
+
+
+@dataclass
+class MlmCollator:
+    """Mask `mlm_probability` of the tokens (never special tokens or padding); of those, 80% become [MASK],
+    10% a random token, 10% stay. Labels are the original ids at masked positions and -100 elsewhere."""
+
+    tokenizer: object
+    mlm_probability: float = 0.15
+    mask_replace_prob: float = 0.8
+    random_replace_prob: float = 0.1
+    whole_word_mask: bool = False
+    seed: int = 42
+    pad_to_multiple_of: int | None = None
+    _generator: torch.Generator | None = field(default=None, init=False, repr=False)
+    _generator_pid: int | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self):
+        if self.tokenizer.mask_token_id is None:
+            raise ValueError("masked-LM training needs a tokenizer with a mask token")
+        vocab_size = len(self.tokenizer)
+        self.special = torch.zeros(vocab_size, dtype=torch.bool)
+        self.special[[i for i in self.tokenizer.all_special_ids if i < vocab_size]] = True
+        self.continuation = continuation_table(self.tokenizer) if self.whole_word_mask else None
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+
+    def reset_rng(self) -> None:
+        """Start the mask sequence over (evaluation resets it so every evaluation sees the same masks)."""
+        self._generator = None
+
+    def _rng(self) -> torch.Generator:
+        if self._generator is None or self._generator_pid != os.getpid():
+            worker = torch.utils.data.get_worker_info()
+            seed = self.seed + (worker.id if worker is not None else 0) + 1000 * int(os.environ.get("RANK", "0"))
+            self._generator = torch.Generator().manual_seed(seed)
+            self._generator_pid = os.getpid()
+        return self._generator
+
+    def __call__(self, examples):
+        sequences = [e["input_ids"] for e in examples]
+        if all(len(s) == len(sequences[0]) for s in sequences) and not self.pad_to_multiple_of:
+            input_ids = torch.as_tensor(sequences, dtype=torch.long)
+            attention_mask = torch.ones_like(input_ids)
+        else:
+            input_ids, attention_mask = pad_sequences(sequences, self.pad_id, self.pad_to_multiple_of)
+        input_ids, labels = self.mask_tokens(input_ids, attention_mask.bool())
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+    def mask_tokens(self, input_ids: torch.Tensor, real: torch.Tensor):
+        rng = self._rng()
+        maskable = real & ~self.special[input_ids]
+        draw = torch.rand(input_ids.shape, generator=rng)
+        if self.whole_word_mask:
+            draw = draw.gather(1, self._word_start_index(input_ids))  # every piece of a word shares its first draw
+        masked = (draw < self.mlm_probability) & maskable
+        labels = torch.where(masked, input_ids, torch.full_like(input_ids, -100))
+        action = torch.rand(input_ids.shape, generator=rng)
+        to_mask = masked & (action < self.mask_replace_prob)
+        to_random = masked & (action >= self.mask_replace_prob) & (action < self.mask_replace_prob + self.random_replace_prob)
+        corrupted = input_ids.clone()
+        corrupted[to_mask] = self.tokenizer.mask_token_id
+        random_ids = torch.randint(len(self.tokenizer), input_ids.shape, generator=rng)
+        corrupted[to_random] = random_ids[to_random]
+        return corrupted, labels
+
+    def _word_start_index(self, input_ids: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(input_ids.shape[1]).expand_as(input_ids)
+        starts = ~self.continuation[input_ids]
+        return torch.where(starts, positions, torch.zeros_like(positions)).cummax(dim=1).values

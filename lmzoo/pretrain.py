@@ -1,0 +1,231 @@
+"""The steps every pretraining script shares, each named for what it returns.
+
+    run = start_run(training_args, data_args)              # output folder checked, caches placed, seed set
+    config = build_config(model_args, run)                  # preset / config.json / checkpoint / model type
+    raw = load_raw_corpus(data_args, run.hub_cache)         # (lmzoo.data)
+    tokenizer = build_tokenizer(model_args, config, raw, run)
+    model = build_model(model_args, config, tokenizer, AutoModelForX)
+    trainer = LmTrainer(...callbacks=run.callbacks(model, ...))
+    finish_run(trainer, run, ...)                           # train, evaluate, save, record
+"""
+
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+import transformers
+from transformers import set_seed
+
+from .args import prepare_output_dir
+from .cache import default_cache_dir
+from .callbacks import DivergenceGuard, ThroughputCallback, device_peak_flops, flops_per_token, precision_of
+from .errors import UsageError, require
+from .presets import load_config, max_positions, preset_name
+from .records import hardware, write_run_results
+from .tokenizer import check_fits_model, load_tokenizer, trained_tokenizer
+
+logger = logging.getLogger("lmzoo")
+
+
+@dataclass
+class Run:
+    """What a pretraining run knows about itself beyond its arguments."""
+
+    training_args: object
+    cache_root: str
+    resume_from: str | None
+    started: float = field(default_factory=time.time)
+    throughput: ThroughputCallback | None = None
+    guard: DivergenceGuard = field(default_factory=DivergenceGuard)
+
+    @property
+    def hub_cache(self) -> str:
+        return os.path.join(self.cache_root, "hub")
+
+    def callbacks(self, model, tokens_per_sample: int, causal: bool, head_fraction: float = 1.0):
+        precision = precision_of(self.training_args)
+        peak, source = device_peak_flops(precision, self.cache_root)
+        self.throughput = ThroughputCallback(tokens_per_sample, flops_per_token(model, tokens_per_sample, causal,
+                                                                                head_fraction), peak, source)
+        return [self.throughput, self.guard]
+
+
+def start_run(training_args, data_args) -> Run:
+    """Check everything cheap before any long work; put caches where the user said; seed."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
+                        level=logging.INFO if training_args.should_log else logging.WARNING, stream=sys.stdout)
+    transformers.utils.logging.set_verbosity(logging.WARNING)
+    resume_from = prepare_output_dir(training_args)
+    require(data_args.has_source() or not training_args.do_train,
+            "no training data: give --train_file (a local .txt/.jsonl/...), --dataset_dir, or --dataset_name "
+            "(a Hub dataset, or `demo` for the embedded demo corpus)")
+    cache_root = os.path.abspath(data_args.cache_dir or default_cache_dir())
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(cache_root, "torchinductor"))
+    set_seed(training_args.seed)
+    if resume_from:
+        logger.info("resuming from %s", resume_from)
+    return Run(training_args, cache_root, resume_from)
+
+
+def build_config(model_args, run: Run):
+    source = model_args.model_name_or_path if model_args.model_name_or_path and not model_args.config_name else None
+    if source is not None and not os.path.isdir(source) and preset_name(source) is None:
+        source = model_args.model_name_or_path  # a Hub checkpoint: its config comes from the Hub too
+    return load_config(model_args.config_name or source, model_args.model_type,
+                       model_args.config_overrides if not model_args.model_name_or_path else None, run.hub_cache)
+
+
+def check_model_type(config, allowed: tuple, script: str) -> None:
+    if config.model_type not in allowed:
+        raise UsageError(f"{script} trains {', '.join(allowed)} models; the config is a '{config.model_type}'")
+
+
+def block_length(requested: int | None, default: int, config, flag: str) -> int:
+    """The block size: the user's, else `default` capped at the model's positions; never more than the positions."""
+    limit = max_positions(config)
+    if requested is None:
+        return min(default, limit) if limit else default
+    require(requested > 1, f"{flag} must be at least 2, got {requested}")
+    if limit is not None and requested > limit:
+        raise UsageError(f"{flag} {requested} is larger than the model's {limit} positions; "
+                         f"use {flag} <= {limit} or a config with more positions")
+    return requested
+
+
+def build_tokenizer(model_args, config, raw, run: Run):
+    """The named tokenizer, the checkpoint's, or one trained on the training split (cached by corpus)."""
+    from .data import corpus_fingerprint
+
+    if model_args.tokenizer_name:
+        tokenizer = load_tokenizer(model_args.tokenizer_name, run.hub_cache)
+        source = model_args.tokenizer_name
+    elif model_args.model_name_or_path and preset_name(model_args.model_name_or_path) is None:
+        tokenizer = load_tokenizer(model_args.model_name_or_path, run.hub_cache)
+        source = model_args.model_name_or_path
+    else:
+        vocab_size = model_args.vocab_size or config.vocab_size
+        tokenizer = trained_tokenizer(config.model_type, raw["train"], "text", vocab_size, corpus_fingerprint(raw),
+                                      run.cache_root)
+        source = f"trained on the corpus ({vocab_size} tokens)"
+    tokenizer.lmzoo_source = source
+    return tokenizer
+
+
+def build_model(model_args, config, tokenizer, auto_class):
+    """A checkpoint to continue from, or a fresh model whose embedding table fits the tokenizer."""
+    if model_args.model_name_or_path and preset_name(model_args.model_name_or_path) is None:
+        check_fits_model(tokenizer, config, tokenizer.lmzoo_source)
+        try:
+            return auto_class.from_pretrained(model_args.model_name_or_path, config=config)
+        except (OSError, ValueError) as err:
+            raise UsageError(f"--model_name_or_path {model_args.model_name_or_path}: cannot load a checkpoint "
+                             f"({str(err).splitlines()[0][:200]})") from err
+    overridden = "vocab_size" in (model_args.config_overrides or "")
+    is_preset = preset_name(model_args.config_name or model_args.model_name_or_path) is not None
+    if is_preset and not overridden:
+        config.vocab_size = len(tokenizer)  # a preset follows its tokenizer (a smaller vocabulary trains faster)
+    check_fits_model(tokenizer, config, tokenizer.lmzoo_source)
+    for attr in ("pad_token_id", "bos_token_id", "eos_token_id"):
+        value = getattr(tokenizer, attr, None)
+        if value is not None and hasattr(config, attr):
+            setattr(config, attr, value)
+    if config.model_type == "t5":
+        config.decoder_start_token_id = tokenizer.pad_token_id
+    return auto_class.from_config(config)
+
+
+def describe_corpus(data_args) -> str:
+    if data_args.train_file:
+        return os.path.basename(data_args.train_file) + (
+            f" (validation: {os.path.basename(data_args.validation_file)})" if data_args.validation_file else "")
+    if data_args.dataset_dir:
+        return os.path.basename(os.path.normpath(data_args.dataset_dir))
+    return " ".join(x for x in (data_args.dataset_name, data_args.dataset_config_name) if x)
+
+
+def loss_curve(trainer, tokens_per_step: int) -> list[dict]:
+    """Train and eval loss against steps and tokens seen, from the Trainer's log history (for the zoo's plots)."""
+    curve = []
+    for entry in trainer.state.log_history:
+        point = {k: entry[k] for k in ("loss", "eval_loss") if k in entry}
+        if point and "step" in entry:
+            curve.append({"step": entry["step"], "tokens": entry["step"] * tokens_per_step, **point})
+    return curve
+
+
+def finish_run(trainer, run: Run, *, script: str, model_args, data_args, config, tokenizer, block: int,
+               extra_record: dict | None = None) -> dict:
+    """Train (resuming when a checkpoint is there), evaluate, save the model and tokenizer, write the records."""
+    args = trainer.args
+    metrics = {}
+    status = "completed"
+    if args.do_train:
+        result = trainer.train(resume_from_checkpoint=run.resume_from)
+        metrics.update(result.metrics)
+        if run.guard.diverged_at_step is not None:
+            status = "diverged"
+        else:
+            trainer.save_model()  # model + tokenizer (processing_class)
+            trainer.save_state()
+    if args.do_eval and status == "completed":
+        eval_metrics = trainer.evaluate()
+        metrics.update(eval_metrics)
+        metrics["perplexity"] = eval_metrics["eval_perplexity"]
+    samples_per_step = args.train_batch_size * args.gradient_accumulation_steps * args.world_size
+    tokens_per_step = samples_per_step * block
+    record = {
+        "kind": "pretrain",
+        "script": script,
+        "status": status,
+        "model": os.path.basename(os.path.normpath(args.output_dir)),
+        "output_dir": os.path.abspath(args.output_dir),
+        "model_type": config.model_type,
+        "config_name": model_args.config_name or model_args.model_name_or_path or model_args.model_type,
+        "config_overrides": model_args.config_overrides,
+        "parameters": sum(p.numel() for p in trainer.model.parameters()),
+        "vocab_size": len(tokenizer),
+        "tokenizer": tokenizer.lmzoo_source,
+        "corpus": describe_corpus(data_args),
+        "block_size": block,
+        "train_samples": len(trainer.train_dataset) if trainer.train_dataset is not None else 0,
+        "steps": trainer.state.global_step,
+        "batch_size": samples_per_step,
+        "learning_rate": args.learning_rate,
+        "tokens_seen": trainer.state.global_step * tokens_per_step,
+        "precision": precision_of(args),
+        "seed": args.seed,
+        "wall_time_s": round(time.time() - run.started, 1),
+        "eval_loss": metrics.get("eval_loss"),
+        "perplexity": metrics.get("perplexity"),
+        "eval_accuracy": metrics.get("eval_accuracy"),
+        "perplexity_kind": "exp(mean token loss) over fixed validation blocks",
+        "throughput": run.throughput.summary() if run.throughput else None,
+        "loss_curve": loss_curve(trainer, tokens_per_step),
+        "hardware": hardware(),
+        **(extra_record or {}),
+    }
+    if run.guard.diverged_at_step is not None:
+        record["diverged_at_step"] = run.guard.diverged_at_step
+    if trainer.is_world_process_zero():
+        write_run_results(args.output_dir, metrics, record)
+        print_summary(record, metrics, args.output_dir)
+    if status == "diverged":
+        raise SystemExit(3)
+    return record
+
+
+def print_summary(record: dict, metrics: dict, output_dir: str) -> None:
+    lines = [f"[lmzoo] {record['script']} {record['status']}: {record['steps']} steps, "
+             f"{record['tokens_seen']:,} tokens, {record['wall_time_s']} s"]
+    if record.get("eval_loss") is not None:
+        lines.append(f"[lmzoo] eval_loss {record['eval_loss']:.4f}  perplexity {record['perplexity']:.2f}  "
+                     f"accuracy {record['eval_accuracy']:.4f}")
+    throughput = record.get("throughput") or {}
+    if throughput.get("tokens_per_second"):
+        mfu = f"  MFU {throughput['mfu']:.2%}" if throughput.get("mfu") else ""
+        lines.append(f"[lmzoo] {throughput['tokens_per_second']:,.0f} tokens/s{mfu}")
+    lines.append(f"[lmzoo] checkpoint and tokenizer: {os.path.abspath(output_dir)}")
+    print("\n".join(lines), flush=True)
