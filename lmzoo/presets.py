@@ -94,6 +94,8 @@ def load_config(config_name: str | None = None, model_type: str | None = None, o
     if preset is not None:
         config_class, fields = PRESETS[preset]
         config = config_class(**fields)
+        for key, value in fields.items():  # some config classes re-derive fields in __init__ (T5's tying)
+            setattr(config, key, value)
     elif config_name and os.path.isfile(config_name):
         config = AutoConfig.from_pretrained(config_name)
     elif config_name and os.path.isdir(config_name):

@@ -10,8 +10,8 @@
 """
 
 import logging
-import math
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -59,6 +59,8 @@ def start_run(training_args, data_args) -> Run:
                         level=logging.INFO if training_args.should_log else logging.WARNING, stream=sys.stdout)
     transformers.utils.logging.set_verbosity(logging.WARNING)
     resume_from = prepare_output_dir(training_args)
+    if training_args.overwrite_output_dir and training_args.do_train:
+        remove_checkpoints(training_args.output_dir)  # a stale checkpoint-N would be "resumed" by the next run
     require(data_args.has_source() or not training_args.do_train,
             "no training data: give --train_file (a local .txt/.jsonl/...), --dataset_dir, or --dataset_name "
             "(a Hub dataset, or `demo` for the embedded demo corpus)")
@@ -68,6 +70,13 @@ def start_run(training_args, data_args) -> Run:
     if resume_from:
         logger.info("resuming from %s", resume_from)
     return Run(training_args, cache_root, resume_from)
+
+
+def remove_checkpoints(output_dir: str) -> None:
+    for name in os.listdir(output_dir):
+        path = os.path.join(output_dir, name)
+        if name.startswith("checkpoint-") and os.path.isdir(path):
+            shutil.rmtree(path)
 
 
 def build_config(model_args, run: Run):
@@ -111,23 +120,28 @@ def build_tokenizer(model_args, config, raw, run: Run):
                                       run.cache_root)
         source = f"trained on the corpus ({vocab_size} tokens)"
     tokenizer.lmzoo_source = source
+    fit_vocabulary(model_args, config, tokenizer)
     return tokenizer
 
 
+def fit_vocabulary(model_args, config, tokenizer) -> None:
+    """A preset trained from scratch takes the tokenizer's size (a smaller vocabulary trains faster); any other
+    config must already have room for every token, or the first step dies with an IndexError."""
+    from_scratch = not (model_args.model_name_or_path and preset_name(model_args.model_name_or_path) is None)
+    is_preset = preset_name(model_args.config_name or model_args.model_name_or_path) is not None
+    if from_scratch and is_preset and "vocab_size" not in (model_args.config_overrides or ""):
+        config.vocab_size = len(tokenizer)
+    check_fits_model(tokenizer, config, tokenizer.lmzoo_source)
+
+
 def build_model(model_args, config, tokenizer, auto_class):
-    """A checkpoint to continue from, or a fresh model whose embedding table fits the tokenizer."""
+    """A checkpoint to continue from, or a fresh model (its vocabulary already fitted by build_tokenizer)."""
     if model_args.model_name_or_path and preset_name(model_args.model_name_or_path) is None:
-        check_fits_model(tokenizer, config, tokenizer.lmzoo_source)
         try:
             return auto_class.from_pretrained(model_args.model_name_or_path, config=config)
         except (OSError, ValueError) as err:
             raise UsageError(f"--model_name_or_path {model_args.model_name_or_path}: cannot load a checkpoint "
                              f"({str(err).splitlines()[0][:200]})") from err
-    overridden = "vocab_size" in (model_args.config_overrides or "")
-    is_preset = preset_name(model_args.config_name or model_args.model_name_or_path) is not None
-    if is_preset and not overridden:
-        config.vocab_size = len(tokenizer)  # a preset follows its tokenizer (a smaller vocabulary trains faster)
-    check_fits_model(tokenizer, config, tokenizer.lmzoo_source)
     for attr in ("pad_token_id", "bos_token_id", "eos_token_id"):
         value = getattr(tokenizer, attr, None)
         if value is not None and hasattr(config, attr):

@@ -44,11 +44,25 @@ def load_tokenizer(name_or_path: str, cache_dir: str | None = None):
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, cache_dir=cache_dir)
     except (OSError, ValueError, TypeError, KeyError) as err:
+        tokenizer = _from_vocabulary_files(name_or_path) if local else None
+        if tokenizer is not None:
+            return tokenizer
         where = "folder" if local else "Hub name (is the Hub reachable?)"
         raise UsageError(f"tokenizer {name_or_path}: cannot load it as a {where}: {str(err).splitlines()[0]}") from err
     if isinstance(tokenizer, bool) or not hasattr(tokenizer, "convert_tokens_to_ids"):
         raise UsageError(f"tokenizer {name_or_path}: not a tokenizer")
     return tokenizer
+
+
+def _from_vocabulary_files(folder: str):
+    """Folders holding only vocabulary files (an old hub snapshot whose config.json has no model_type)."""
+    if os.path.isfile(os.path.join(folder, "vocab.txt")):
+        return BertTokenizer.from_pretrained(folder)
+    if os.path.isfile(os.path.join(folder, "vocab.json")) and os.path.isfile(os.path.join(folder, "merges.txt")):
+        with open(os.path.join(folder, "vocab.json"), encoding="utf-8") as f:
+            has_mask = "<mask>" in json.load(f)
+        return (RobertaTokenizer if has_mask else GPT2Tokenizer).from_pretrained(folder)
+    return None
 
 
 def _batches(dataset, text_column: str):

@@ -36,3 +36,22 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    """Run a top-level script's main() in-process: returns (exit code, stdout, stderr)."""
+    import importlib
+
+    def run(script: str, *args: str):
+        module = importlib.import_module(script.removesuffix(".py"))
+        monkeypatch.setattr(sys, "argv", [script, *map(str, args)])
+        code = 0
+        try:
+            module.main()
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else 1
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

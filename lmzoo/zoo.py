@@ -1,0 +1,593 @@
+"""Model-zoo tables and plots, rebuilt at any time from the results records that runs leave behind.
+
+    python -m lmzoo.zoo --results outputs [--results other/outputs] [--output MODEL_ZOO.md]
+
+Every `lmzoo_record.json` under the --results folders is read (kind "pretrain" from run_mlm.py and friends, kind
+"glue" from run_glue.py or a failed sweep point). GLUE runs are grouped by model, task and grid point (batch size,
+learning rate, epochs; seeds averaged); per model and task the grid point with the best dev score wins, the
+selection rule of the published BERT-Tiny/Mini tables. Failed or diverged runs are never selected.
+
+Written (atomically) to --out_dir (default: <first --results>/zoo): best.json (the winners), runs.json (every
+GLUE run, one line each), MODEL_ZOO.md and figures/*.png (a dev-score heatmap over the grid per model and task,
+a loss curve per pretraining run). --output writes the same markdown elsewhere, with figure links relative to it.
+"""
+
+import argparse
+import math
+import os
+import re
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+from .errors import require, run_main
+from .records import RECORD_NAME, atomic_write_json, atomic_write_text, read_json
+
+# The reference table's column order (WNLI before RTE), not GLUE's task order.
+GLUE_TABLE_TASKS = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "wnli", "rte")
+METRIC_LABELS = {"matthews_correlation": "MCC", "accuracy": "acc", "f1": "F1", "pearson": "Pearson",
+                 "spearmanr": "Spearman"}
+SPLIT_LABELS = {"eval": "m", "eval_mm": "mm"}  # MNLI's matched and mismatched dev sets
+FINISHED_STATUSES = ("completed", "diverged")  # a diverged run would diverge again: rerunning it gains nothing
+DASH = "-"
+
+
+def glue_tasks() -> dict:
+    """lmzoo.glue's task table, imported on first use: lmzoo.glue loads transformers' Trainer (seconds), which
+    `--help`, argument checks and the sweep's bookkeeping do not need."""
+    from . import glue
+
+    return glue.TASKS
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reading records
+
+
+def find_records(roots: list[str]) -> list[dict]:
+    """Every pretrain/glue record under `roots` (recursively), each with its file in `_path`; one per file."""
+    records, seen = [], set()
+    for root in roots:
+        require(os.path.isdir(root), f"--results {root} is not a folder")
+        for folder, subfolders, files in os.walk(root):
+            subfolders[:] = sorted(d for d in subfolders if not d.startswith(".tmp-"))
+            path = os.path.realpath(os.path.join(folder, RECORD_NAME))
+            if RECORD_NAME not in files or path in seen:
+                continue
+            seen.add(path)
+            record = _read_record(path)
+            if record is not None and _is_zoo_record(record, path):
+                records.append({**record, "_path": path})
+    return records
+
+
+GLUE_GRID_KEYS = ("task", "model", "batch_size", "learning_rate", "num_train_epochs")
+
+
+def _is_zoo_record(record: dict, path: str) -> bool:
+    if record.get("kind") == "pretrain":
+        return "model" in record
+    if record.get("kind") != "glue":
+        return False
+    missing = [key for key in GLUE_GRID_KEYS if record.get(key) is None]
+    if missing:
+        print(f"zoo: skipping {path}: no {', '.join(missing)}", file=sys.stderr)
+    return not missing
+
+
+def _read_record(path: str) -> dict | None:
+    try:
+        record = read_json(path)
+    except (OSError, ValueError) as err:  # a damaged record must not hide the others
+        print(f"zoo: skipping unreadable {path}: {err}", file=sys.stderr)
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def record_status(record: dict) -> str:
+    """completed / failed / diverged. A GLUE record without a status is completed when it has a score."""
+    if record.get("status"):
+        return record["status"]
+    return "completed" if record.get("combined_score") is not None else "failed"
+
+
+def is_usable(record: dict) -> bool:
+    """A result that may be selected: completed, with a finite score."""
+    score = record.get("combined_score") if record.get("kind") == "glue" else record.get("eval_loss")
+    return record_status(record) == "completed" and score is not None and math.isfinite(score)
+
+
+def model_label(model: str) -> str:
+    """The name a model goes by in tables and folders: a checkpoint folder's name, an alias or Hub name as given."""
+    if os.path.isabs(model) or os.path.isdir(model) or model.startswith("."):
+        return os.path.basename(os.path.normpath(model))
+    return model
+
+
+def file_safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "--", name)
+
+
+def format_lr(value) -> str:
+    """A learning rate the way people write it: 5e-5, 1e-4, 1.5e-4."""
+    mantissa, exponent = f"{float(value):e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def format_number(value) -> str:
+    return f"{float(value):g}"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# GLUE: the grid, and the best point per model and task
+
+
+@dataclass
+class GridCell:
+    """One grid point of one model on one task; its seeds' runs."""
+
+    model: str
+    task: str
+    batch_size: int
+    learning_rate: float
+    epochs: float
+    runs: list = field(default_factory=list)
+
+    @property
+    def usable_runs(self) -> list:
+        return [r for r in self.runs if is_usable(r)]
+
+    @property
+    def status(self) -> str:
+        if self.usable_runs:
+            return "completed"
+        statuses = {record_status(r) for r in self.runs}
+        return "diverged" if "diverged" in statuses or "completed" in statuses else "failed"
+
+    @property
+    def score(self) -> float | None:
+        """The mean dev score over the completed seeds; None when none completed."""
+        runs = self.usable_runs
+        return sum(r["combined_score"] for r in runs) / len(runs) if runs else None
+
+    def metric(self, key: str) -> float | None:
+        values = [r.get("dev_metrics", {}).get(key) for r in self.usable_runs]
+        values = [v for v in values if v is not None]
+        return sum(values) / len(values) if values else None
+
+
+def dedupe_runs(records: list[dict]) -> list[dict]:
+    """One record per (model, task, grid point, seed): the newest, when --results folders overlap or repeat a run."""
+    newest = {}
+    for record in sorted(records, key=lambda r: r.get("finished_at", "")):
+        newest[(model_label(record["model"]), record["task"], record["batch_size"], float(record["learning_rate"]),
+                float(record["num_train_epochs"]), record.get("seed"))] = record
+    return list(newest.values())
+
+
+def glue_grid(records: list[dict]) -> dict[tuple, GridCell]:
+    """Grid cells keyed (model, task, batch_size, learning_rate, epochs)."""
+    cells = {}
+    for record in dedupe_runs([r for r in records if r.get("kind") == "glue"]):
+        key = (model_label(record["model"]), record["task"], int(record["batch_size"]),
+               float(record["learning_rate"]), float(record["num_train_epochs"]))
+        cells.setdefault(key, GridCell(*key)).runs.append(record)
+    return cells
+
+
+def best_cells(cells: dict[tuple, GridCell]) -> dict[tuple, GridCell]:
+    """(model, task) -> the cell with the best mean dev score; ties go to the first in grid order."""
+    best = {}
+    for key in sorted(cells):
+        cell = cells[key]
+        current = best.get((cell.model, cell.task))
+        if cell.score is not None and (current is None or cell.score > current.score):
+            best[(cell.model, cell.task)] = cell
+    return best
+
+
+def cell_metric_keys(task) -> list[tuple[str, str]]:
+    """(record metric key, short label) for each number in the task's table cell, e.g. MRPC: F1 then accuracy."""
+    several_splits = len(task.dev_splits) > 1
+    several_metrics = len(task.metrics) > 1
+    keys = []
+    for split in task.dev_splits:
+        for metric in task.metrics:
+            parts = ([SPLIT_LABELS.get(split.key, split.key)] if several_splits else []) + (
+                [METRIC_LABELS.get(metric, metric)] if several_metrics else [])
+            keys.append((f"{split.key}_{metric}", " ".join(parts)))
+    return keys
+
+
+def column_header(task) -> str:
+    labels = [label for _, label in cell_metric_keys(task) if label]
+    return f"{task.folder} {'/'.join(labels)}" if labels else task.folder
+
+
+def percent(value) -> str:
+    return DASH if value is None else f"{100 * value:.2f}"
+
+
+def score_cell(cell: GridCell | None) -> str:
+    if cell is None:
+        return DASH
+    return "/".join(percent(cell.metric(key)) for key, _ in cell_metric_keys(glue_tasks()[cell.task]))
+
+
+def grid_point_text(cell: GridCell | None) -> str:
+    if cell is None:
+        return DASH
+    return f"bs {cell.batch_size}, lr {format_lr(cell.learning_rate)}, {format_number(cell.epochs)} ep"
+
+
+def best_json(cells: dict[tuple, GridCell], best: dict[tuple, GridCell], base: str) -> dict:
+    """model -> task -> the winner: score, every dev metric, its grid point, and how many points were tried."""
+    result = {}
+    for (model, task), cell in sorted(best.items()):
+        tried = [c for c in cells.values() if (c.model, c.task) == (model, task)]
+        metric_keys = sorted({k for r in cell.usable_runs for k in r.get("dev_metrics", {})})
+        result.setdefault(model, {})[task] = {
+            "combined_score": cell.score,
+            "dev_metrics": {key: cell.metric(key) for key in metric_keys},
+            "batch_size": cell.batch_size,
+            "learning_rate": cell.learning_rate,
+            "num_train_epochs": cell.epochs,
+            "seeds": sorted(r.get("seed") for r in cell.usable_runs),
+            "grid_points": {"completed": sum(c.status == "completed" for c in tried),
+                            "failed": sum(c.status == "failed" for c in tried),
+                            "diverged": sum(c.status == "diverged" for c in tried)},
+            "records": [os.path.relpath(r["_path"], base) for r in cell.usable_runs],
+        }
+    return result
+
+
+def run_rows(records: list[dict], base: str) -> list[dict]:
+    """Every GLUE run in one flat list (runs.json), failed ones included."""
+    keys = ("model", "task", "batch_size", "learning_rate", "num_train_epochs", "seed", "max_train_samples",
+            "max_eval_samples", "combined_score", "wall_time_s", "exit_code")
+    rows = []
+    for record in records:
+        if record.get("kind") == "glue":
+            row = {key: record.get(key) for key in keys}
+            row.update(model=model_label(record["model"]), status=record_status(record),
+                       record=os.path.relpath(record["_path"], base))
+            rows.append(row)
+    return sorted(rows, key=lambda r: (r["model"], r["task"], r["batch_size"], r["learning_rate"], r["seed"] or 0))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Markdown
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def glue_models(cells: dict[tuple, GridCell]) -> list[str]:
+    return sorted({cell.model for cell in cells.values()})
+
+
+def average_cell(model: str, best: dict[tuple, GridCell]) -> str:
+    scores = [best[(model, task)].score for task in GLUE_TABLE_TASKS if (model, task) in best]
+    if not scores:
+        return DASH
+    return f"{100 * sum(scores) / len(scores):.2f} ({len(scores)} of {len(GLUE_TABLE_TASKS)})"
+
+
+def glue_score_table(models: list[str], best: dict[tuple, GridCell]) -> str:
+    header = ["Model"] + [column_header(glue_tasks()[t]) for t in GLUE_TABLE_TASKS] + ["average"]
+    rows = [[model] + [score_cell(best.get((model, t))) for t in GLUE_TABLE_TASKS] + [average_cell(model, best)]
+            for model in models]
+    return markdown_table(header, rows)
+
+
+def glue_winner_table(models: list[str], best: dict[tuple, GridCell]) -> str:
+    header = ["Model"] + [glue_tasks()[t].folder for t in GLUE_TABLE_TASKS]
+    rows = [[model] + [grid_point_text(best.get((model, t))) for t in GLUE_TABLE_TASKS] for model in models]
+    return markdown_table(header, rows)
+
+
+def describe_values(values, formatter=format_number) -> str:
+    """A set of settings in braces, sorted: {16, 32}."""
+    present = sorted(v for v in values if v is not None)
+    return "{" + ", ".join(formatter(v) for v in present) + "}" if present else DASH
+
+
+def describe_cap(records: list[dict], key: str) -> str:
+    """'all', 'first 2000', or per task when the tasks differ (sst2: first 2000; others: all)."""
+    def cap(value):
+        return "all" if value is None else f"first {value}"
+
+    by_task = {}
+    for record in records:
+        by_task.setdefault(cap(record.get(key)), set()).add(record["task"])
+    if len(by_task) == 1:
+        return next(iter(by_task))
+    return "; ".join(f"{', '.join(sorted(tasks))}: {value}" for value, tasks in sorted(by_task.items()))
+
+
+def describe_hardware(records: list[dict]) -> str:
+    names = set()
+    for record in records:
+        info = record.get("hardware") or {}
+        if info.get("device") == "cuda":
+            names.add(f"1x {info.get('device_name', 'GPU')}")
+        elif info:
+            names.add(f"CPU ({info.get('cpu_count')} cores)")
+    return ", ".join(sorted(names)) or DASH
+
+
+def describe_duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{max(minutes, 1)} min"
+
+
+def glue_budget_table(models: list[str], cells: dict[tuple, GridCell]) -> str:
+    header = ["Model", "tasks", "grid: batch size x learning rate x epochs", "seeds", "train examples",
+              "dev examples", "runs", "total run time", "hardware"]
+    rows = []
+    for model in models:
+        runs = [r for c in cells.values() if c.model == model for r in c.runs]
+        completed = sum(is_usable(r) for r in runs)
+        rows.append([
+            model,
+            ", ".join(t for t in GLUE_TABLE_TASKS if any(r["task"] == t for r in runs)),
+            " x ".join((describe_values({r["batch_size"] for r in runs}),
+                        describe_values({float(r["learning_rate"]) for r in runs}, format_lr),
+                        describe_values({float(r["num_train_epochs"]) for r in runs}))),
+            describe_values({r.get("seed") for r in runs}),
+            describe_cap(runs, "max_train_samples"),
+            describe_cap(runs, "max_eval_samples"),
+            f"{completed} completed, {len(runs) - completed} failed or diverged",
+            describe_duration(sum(r.get("wall_time_s") or 0 for r in runs)),
+            describe_hardware(runs),
+        ])
+    return markdown_table(header, rows)
+
+
+def format_size(parameters) -> str:
+    if parameters is None:
+        return DASH
+    return f"{parameters / 1e6:.0f}M" if parameters >= 1e6 else f"{parameters / 1e3:.0f}K"
+
+
+def pretrain_runs(records: list[dict]) -> list[dict]:
+    """One record per pretrained model (the newest), smallest first."""
+    newest = {}
+    for record in sorted((r for r in records if r.get("kind") == "pretrain"), key=lambda r: r.get("finished_at", "")):
+        newest[record["model"]] = record
+    return sorted(newest.values(), key=lambda r: (r.get("parameters") or 0, r["model"]))
+
+
+def pretrain_config_text(record: dict) -> str:
+    overrides = record.get("config_overrides")
+    return f"{record.get('config_name')}" + (f" ({overrides})" if overrides else "")
+
+
+def pretrain_result_cells(record: dict) -> list[str]:
+    if not is_usable(record):
+        status = record_status(record)
+        step = record.get("diverged_at_step")
+        return [f"{status}" + (f" at step {step}" if step is not None else ""), DASH]
+    return [f"{record['perplexity']:.3f}", f"{record['eval_loss']:.3f}"]
+
+
+def pretrain_table(runs: list[dict]) -> str:
+    rows = [[r["model"], format_size(r.get("parameters")), *pretrain_result_cells(r), pretrain_config_text(r)]
+            for r in runs]
+    return markdown_table(["Model", "Size", "perplexity", "eval_loss", "config"], rows)
+
+
+def pretrain_budget_table(runs: list[dict]) -> str:
+    header = ["Model", "corpus", "steps", "tokens seen", "batch x block", "learning rate", "precision", "run time",
+              "hardware"]
+    rows = [[r["model"], r.get("corpus", DASH), f"{r.get('steps', 0):,}", f"{r.get('tokens_seen', 0):,}",
+             f"{r.get('batch_size')} x {r.get('block_size')}", format_lr(r.get("learning_rate") or 0),
+             r.get("precision", DASH), describe_duration(r.get("wall_time_s") or 0), describe_hardware([r])]
+            for r in runs]
+    return markdown_table(header, rows)
+
+
+def figure_links(figures: dict[str, str], link_base: str) -> str:
+    return "\n".join(f"![{title}]({os.path.relpath(path, link_base)})" for title, path in figures.items())
+
+
+def render_markdown(records: list[dict], cells: dict[tuple, GridCell], best: dict[tuple, GridCell],
+                    figures: dict[str, dict[str, str]], link_base: str) -> str:
+    """MODEL_ZOO.md: pretraining and GLUE tables in the reference's format, budgets, then the figures."""
+    parts = ["# Model zoo", "",
+             "Generated by `python -m lmzoo.zoo` from the results records of this project's scripts (run_mlm.py, "
+             "run_glue.py through sweep_glue.sh); every number below comes from one of those runs. Rebuild it "
+             "rather than editing it by hand.", ""]
+    pretrained = pretrain_runs(records)
+    if pretrained:
+        parts += ["## Pretraining", "", pretrain_table(pretrained), "",
+                  "Perplexity is exp(eval_loss) over fixed validation blocks. What each row cost:", "",
+                  pretrain_budget_table(pretrained), ""]
+    models = glue_models(cells)
+    if models:
+        parts += ["## GLUE fine-tuning (dev sets), best of the grid", "",
+                  "Per model and task, the grid point (batch size x learning rate x epochs) with the best dev score "
+                  "(the task's metrics averaged; seeds averaged); failed or diverged runs are never selected. "
+                  "Numbers are x100: CoLA is Matthews correlation, MRPC and QQP F1/accuracy, STS-B "
+                  "Pearson/Spearman, MNLI matched/mismatched accuracy, the rest accuracy. A dash is a task not run. "
+                  f"The average is over the tasks that were run only (how many of {len(GLUE_TABLE_TASKS)} in "
+                  "brackets), so rows with different task counts do not compare.", "",
+                  glue_score_table(models, best), "",
+                  "The winning grid point of each cell:", "", glue_winner_table(models, best), "",
+                  "What each row cost (a row trained on a subset, or for fewer epochs than the reference's 4, "
+                  "is not comparable with the reference tables):", "", glue_budget_table(models, cells), ""]
+    for title, group in figures.items():
+        if group:
+            parts += [f"## {title}", "", figure_links(group, link_base), ""]
+    return "\n".join(parts)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Figures
+
+
+def save_figure(figure, path: str) -> None:
+    """savefig to a temporary name beside `path`, then rename: a reader never sees half a PNG."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".png")
+    os.close(fd)
+    try:
+        figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on servers
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def heatmap_cell_text(cell: GridCell | None) -> str:
+    if cell is None:
+        return "not run"
+    return f"{100 * cell.score:.2f}" if cell.score is not None else cell.status
+
+
+def plot_heatmap(model: str, task: str, cells: dict[tuple, GridCell], path: str) -> None:
+    """Dev score over batch size (rows) x learning rate (columns), one panel per epoch count; failures marked."""
+    import numpy as np
+
+    plt = pyplot()
+    mine = [c for c in cells.values() if (c.model, c.task) == (model, task)]
+    batch_sizes = sorted({c.batch_size for c in mine})
+    rates = sorted({c.learning_rate for c in mine})
+    epoch_counts = sorted({c.epochs for c in mine})
+    by_point = {(c.batch_size, c.learning_rate, c.epochs): c for c in mine}
+    scores = [c.score for c in mine if c.score is not None]
+    low, high = (min(scores), max(scores)) if scores else (0.0, 1.0)
+    figure, axes = plt.subplots(1, len(epoch_counts), squeeze=False,
+                                figsize=(1.4 * len(rates) * len(epoch_counts) + 1.5, 0.6 * len(batch_sizes) + 1.6))
+    for ax, epochs in zip(axes[0], epoch_counts):
+        grid = np.full((len(batch_sizes), len(rates)), np.nan)
+        for i, bs in enumerate(batch_sizes):
+            for j, lr in enumerate(rates):
+                cell = by_point.get((bs, lr, epochs))
+                if cell is not None and cell.score is not None:
+                    grid[i, j] = 100 * cell.score
+                text = heatmap_cell_text(cell)
+                marked = cell is None or cell.score is None
+                ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                        color="firebrick" if marked else "black", fontweight="bold" if marked else "normal")
+        colormap = plt.get_cmap("viridis").copy()
+        colormap.set_bad("lightgrey")  # failed, diverged or missing points
+        image = ax.imshow(np.ma.masked_invalid(grid), cmap=colormap, vmin=100 * low, vmax=100 * high, aspect="auto")
+        ax.set_xticks(range(len(rates)), [format_lr(r) for r in rates])
+        ax.set_yticks(range(len(batch_sizes)), [str(b) for b in batch_sizes])
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("batch size")
+        ax.set_title(f"{format_number(epochs)} epochs", fontsize=9)
+    figure.colorbar(image, ax=axes[0].tolist(), label="dev score x100")
+    figure.suptitle(f"{model} on {glue_tasks()[task].folder}: dev score over the grid", fontsize=10)
+    save_figure(figure, path)
+    plt.close(figure)
+
+
+def plot_loss_curve(record: dict, path: str) -> None:
+    """Train and eval loss against tokens seen, from the pretraining record's loss_curve."""
+    plt = pyplot()
+    curve = record.get("loss_curve") or []
+    figure, ax = plt.subplots(figsize=(6, 3.6))
+    for key, label, style in (("loss", "train loss", "-"), ("eval_loss", "eval loss", "o-")):
+        points = [(p["tokens"], p[key]) for p in curve if key in p]
+        if points:
+            ax.plot(*zip(*points), style, label=label, markersize=4)
+    ax.set_xlabel("tokens seen")
+    ax.set_ylabel("loss")
+    ax.set_title(f"{record['model']}: pretraining loss ({record_status(record)})", fontsize=10)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
+    ax.grid(alpha=0.3)
+    save_figure(figure, path)
+    plt.close(figure)
+
+
+def draw_figures(records: list[dict], cells: dict[tuple, GridCell], figures_dir: str) -> dict[str, dict[str, str]]:
+    """Write every figure; returns section title -> {figure title: path}."""
+    loss_curves, heatmaps = {}, {}
+    for record in pretrain_runs(records):
+        path = os.path.join(figures_dir, f"pretrain_{file_safe(record['model'])}_loss.png")
+        plot_loss_curve(record, path)
+        loss_curves[f"{record['model']} loss"] = path
+    for model in glue_models(cells):
+        for task in GLUE_TABLE_TASKS:
+            if any((c.model, c.task) == (model, task) for c in cells.values()):
+                path = os.path.join(figures_dir, f"glue_{file_safe(model)}_{task}.png")
+                plot_heatmap(model, task, cells, path)
+                heatmaps[f"{model} {glue_tasks()[task].folder}"] = path
+    return {"Pretraining loss curves": loss_curves, "GLUE dev score over the grid": heatmaps}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Building everything
+
+
+def build_zoo(results: list[str], out_dir: str | None = None, output: str | None = None,
+              figures_dir: str | None = None) -> dict:
+    """Read every record under `results`; write best.json, runs.json, figures and MODEL_ZOO.md. Returns best.json."""
+    records = find_records(results)
+    require(bool(records), f"no {RECORD_NAME} of kind pretrain or glue under {', '.join(results)}")
+    out_dir = out_dir or os.path.join(results[0], "zoo")
+    figures_dir = figures_dir or os.path.join(out_dir, "figures")
+    cells = glue_grid(records)
+    best = best_cells(cells)
+    summary = {"glue": best_json(cells, best, out_dir),
+               "pretrain": {r["model"]: _pretrain_summary(r, out_dir) for r in pretrain_runs(records)},
+               "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    atomic_write_json(os.path.join(out_dir, "best.json"), summary)
+    atomic_write_json(os.path.join(out_dir, "runs.json"), run_rows(records, out_dir))
+    figures = draw_figures(records, cells, figures_dir)
+    for path in filter(None, (os.path.join(out_dir, "MODEL_ZOO.md"), output)):
+        link_base = os.path.dirname(os.path.abspath(path))
+        atomic_write_text(path, render_markdown(records, cells, best, figures, link_base))
+    return summary
+
+
+def _pretrain_summary(record: dict, base: str) -> dict:
+    keys = ("status", "parameters", "perplexity", "eval_loss", "config_name", "config_overrides", "corpus", "steps",
+            "tokens_seen", "wall_time_s")
+    return {**{key: record.get(key) for key in keys}, "status": record_status(record),
+            "record": os.path.relpath(record["_path"], base)}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m lmzoo.zoo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", action="append", required=True, metavar="DIR",
+                        help="A folder to search for lmzoo_record.json files (repeat to merge several).")
+    parser.add_argument("--output", metavar="FILE", help="Also write the markdown here (e.g. the repo's MODEL_ZOO.md).")
+    parser.add_argument("--out_dir", metavar="DIR", help="Where best.json, runs.json, MODEL_ZOO.md go "
+                                                         "(default: <first --results>/zoo).")
+    parser.add_argument("--figures", metavar="DIR", help="Where the PNGs go (default: <out_dir>/figures).")
+    return parser.parse_args(argv)
+
+
+@run_main
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    summary = build_zoo(args.results, args.out_dir, args.output, args.figures)
+    out_dir = args.out_dir or os.path.join(args.results[0], "zoo")
+    tasks = sum(len(by_task) for by_task in summary["glue"].values())
+    print(f"zoo: {len(summary['pretrain'])} pretrained models, {tasks} best GLUE cells -> "
+          f"{os.path.join(out_dir, 'best.json')}" + (f", {args.output}" if args.output else ""))
+
+
+if __name__ == "__main__":
+    sys.argv[0] = "lmzoo.zoo"  # error lines name the command users type
+    main()

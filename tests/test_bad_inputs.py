@@ -1,0 +1,67 @@
+"""Every mistake on the command line gets one line naming the culprit, exit status 2, and touches nothing."""
+
+import pytest
+
+TINY = "num_hidden_layers=2,hidden_size=64,num_attention_heads=2,intermediate_size=128"
+
+
+@pytest.fixture
+def files(tmp_path):
+    (tmp_path / "good.txt").write_text("Some English text for a test.\n" * 50)
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9\n".encode("latin-1") * 20)
+    (tmp_path / "notes.docx").write_text("x")
+    (tmp_path / "rows.jsonl").write_text('{"body": "no text column here"}\n')
+    (tmp_path / "a_file").write_text("x")
+    return tmp_path
+
+
+CASES = [
+    # (extra args replacing the defaults, what the one line must name)
+    ({"--config_name": "no-such/preset"}, "no-such/preset"),
+    ({"--train_file": "{tmp}/missing.txt"}, "missing.txt does not exist"),
+    ({"--train_file": "{tmp}/empty.txt"}, "empty.txt is empty"),
+    ({"--train_file": "{tmp}/latin1.txt"}, "latin1.txt is not UTF-8"),
+    ({"--train_file": "{tmp}/notes.docx"}, "unknown extension '.docx'"),
+    ({"--train_file": "{tmp}/rows.jsonl"}, "no column 'text'"),
+    ({"--train_file": None, "--dataset_name": "no-such/corpus"}, "--dataset_name no-such/corpus"),
+    ({"--train_file": None}, "no training data"),
+    ({"--fp16": "True"}, "--fp16 needs a CUDA GPU"),
+    ({"--bf16": "True", "--fp16": "True"}, "--fp16 and --bf16"),
+    ({"--per_device_train_batch_size": "0"}, "--per_device_train_batch_size must be a positive integer"),
+    ({"--learning_rate": "0"}, "--learning_rate must be > 0"),
+    ({"--max_steps": "0"}, "--max_steps 0"),
+    ({"--max_seq_length": "1024"}, "--max_seq_length 1024 is larger than the model's 512 positions"),
+    ({"--output_dir": "{tmp}/a_file/run"}, "is not writable"),
+    ({"--output_dir": "{tmp}/a_file"}, "is a file"),
+    ({"--config_overrides": "hidden_size=sixty"}, "hidden_size=sixty"),
+    ({"--tokenizer_name": "{tmp}/no-tokenizer-here"}, "no-tokenizer-here"),
+    ({"--config_overrides": TINY + ",vocab_size=100", "--tokenizer_name": "{data}/tokenizers/bert-base-uncased"},
+     "30522 tokens but the model's embedding table has 100"),
+    ({"--mlm_probability": "1.5"}, "--mlm_probability"),
+    ({"--config_name": "gpt2", "--config_overrides": None}, "run_mlm.py trains bert"),
+    ({"--no_such_flag": "1"}, "--no_such_flag"),
+]
+
+
+def build_args(files, data_dir, changes):
+    args = {"--config_name": "bert-tiny", "--config_overrides": TINY, "--train_file": str(files / "good.txt"),
+            "--output_dir": str(files / "out"), "--max_steps": "2", "--vocab_size": "500"}
+    for key, value in changes.items():
+        if value is None:
+            args.pop(key, None)
+        else:
+            args[key] = value.format(tmp=files, data=data_dir if data_dir else "")
+    flat = [part for pair in args.items() for part in pair] + ["--do_train"]
+    return flat
+
+
+@pytest.mark.parametrize("changes, culprit", CASES, ids=[c for _, c in CASES])
+def test_run_mlm_bad_input(cli, files, changes, culprit, request):
+    data_dir = request.getfixturevalue("data_dir") if "{data}" in str(changes) else None
+    code, _, err = cli("run_mlm.py", *build_args(files, data_dir, changes))
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert len(errors) == 1 and culprit in errors[0], err
+    assert not (files / "out" / "lmzoo_record.json").exists()

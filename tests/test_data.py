@@ -1,0 +1,139 @@
+import gzip
+import json
+
+import numpy as np
+import pytest
+
+from lmzoo.args import DataArguments
+from lmzoo.data import BlockLayout, load_raw_corpus, pack_token_lists
+from lmzoo.demo_corpus import demo_documents, demo_splits
+from lmzoo.errors import UsageError
+
+WEBTEXT_ROWS = [
+    {"id": 0, "ended": True, "length": 9, "text": "The first document of the webtext sample."},
+    {"id": 1, "ended": False, "length": 7, "text": "A second one, cut short."},
+    {"id": 2, "ended": True, "length": 5, "text": "And a third."},
+]
+
+
+def corpus(**kwargs):
+    return load_raw_corpus(DataArguments(**kwargs))
+
+
+def test_gpt2_output_dataset_jsonl_reads_its_text_field(tmp_path):
+    path = tmp_path / "webtext.train.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in WEBTEXT_ROWS) + "\n")
+    raw = corpus(train_file=str(path), validation_split_percentage=34)
+    assert raw["train"].column_names == ["text"]
+    assert raw["validation"]["text"] == [WEBTEXT_ROWS[0]["text"]]  # the first documents, as in the HF examples
+    assert raw["train"]["text"] == [r["text"] for r in WEBTEXT_ROWS[1:]]
+
+
+@pytest.mark.parametrize("suffix, writer", [
+    (".csv", lambda rows: "body,other\n" + "".join(f'"{r}",x\n' for r in rows)),
+    (".tsv", lambda rows: "body\tother\n" + "".join(f"{r}\tx\n" for r in rows)),
+])
+def test_csv_and_tsv_with_a_named_text_column(tmp_path, suffix, writer):
+    rows = ["alpha beta", "gamma delta", "epsilon"]
+    (tmp_path / f"train{suffix}").write_text(writer(rows))
+    (tmp_path / f"valid{suffix}").write_text(writer(rows[:1]))
+    raw = corpus(train_file=str(tmp_path / f"train{suffix}"), validation_file=str(tmp_path / f"valid{suffix}"),
+                 text_column="body")
+    assert raw["train"]["text"] == rows and raw["validation"]["text"] == rows[:1]
+
+
+def test_gzipped_text_and_parquet(tmp_path):
+    with gzip.open(tmp_path / "train.txt.gz", "wt") as f:
+        f.write("line one\nline two\nline three\n")
+    raw = corpus(train_file=str(tmp_path / "train.txt.gz"), validation_split_percentage=34)
+    assert raw["validation"]["text"] == ["line one"]
+    raw["train"].to_parquet(str(tmp_path / "train.parquet"))
+    again = corpus(train_file=str(tmp_path / "train.parquet"), validation_split_percentage=50)
+    assert again["train"]["text"] == ["line three"]
+
+
+def test_dataset_dir_save_to_disk_arrow_cache_and_plain_files(tmp_path):
+    raw = corpus(dataset_name="demo")
+    raw.save_to_disk(str(tmp_path / "saved"))
+    assert corpus(dataset_dir=str(tmp_path / "saved"))["validation"]["text"] == raw["validation"]["text"]
+
+    # the datasets cache layout many labs keep on shared storage: <name>/<config>/<version>/<name>-<split>.arrow
+    shard_dir = tmp_path / "cache" / "wikipedia" / "20220301.en" / "2.0.0"
+    shard_dir.mkdir(parents=True)
+    for i, shard in enumerate(raw["train"].shard(2, k, contiguous=True) for k in range(2)):
+        writer_path = shard_dir / f"wikipedia-train-0000{i}-of-00002.arrow"
+        shard.flatten_indices().to_parquet(str(tmp_path / "tmp.parquet"))  # materialise, then write Arrow IPC
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(str(tmp_path / "tmp.parquet"))
+        with pa.OSFile(str(writer_path), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+    from_cache = corpus(dataset_dir=str(tmp_path / "cache"), validation_split_percentage=5)
+    assert len(from_cache["train"]) + len(from_cache["validation"]) == len(raw["train"])
+
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "part-train-1.txt").write_text("a b c\nd e f\n")
+    (files / "part-dev.txt").write_text("g h i\n")
+    split = corpus(dataset_dir=str(files))
+    assert split["train"]["text"] == ["a b c", "d e f"] and split["validation"]["text"] == ["g h i"]
+
+
+@pytest.mark.parametrize("setup, culprit", [
+    (lambda p: None, "does not exist"),
+    (lambda p: p.write_text(""), "is empty"),
+    (lambda p: p.write_bytes(b"caf\xe9 au lait\n" * 3), "not UTF-8"),
+])
+def test_bad_training_files(tmp_path, setup, culprit):
+    path = tmp_path / "train.txt"
+    setup(path)
+    with pytest.raises(UsageError, match=culprit) as err:
+        corpus(train_file=str(path))
+    assert "train.txt" in str(err.value)
+
+
+def test_unknown_extension_and_missing_text_column(tmp_path):
+    (tmp_path / "train.docx").write_text("x")
+    with pytest.raises(UsageError, match="unknown extension '.docx'"):
+        corpus(train_file=str(tmp_path / "train.docx"))
+    (tmp_path / "train.jsonl").write_text(json.dumps({"body": "x"}) + "\n")
+    with pytest.raises(UsageError, match="no column 'text' .*found body.*--text_column"):
+        corpus(train_file=str(tmp_path / "train.jsonl"))
+
+
+def test_no_source_and_offline_hub_name_explain_what_to_do(monkeypatch):
+    with pytest.raises(UsageError, match="--train_file"):
+        corpus()
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(UsageError, match="--dataset_name no-such/dataset.*--train_file"):
+        corpus(dataset_name="no-such/dataset")
+
+
+def test_packing_keeps_every_token_in_order():
+    docs = [[1, 2, 3], [], [4, 5], [6, 7, 8, 9, 10, 11]]
+    layout = BlockLayout(block_length=5, prefix_ids=(100,), suffix_ids=(101,), separator_id=0)
+    blocks = pack_token_lists(docs, layout)
+    assert blocks.shape == (4, 5)
+    assert (blocks[:, 0] == 100).all() and (blocks[:, -1] == 101).all()
+    stream = [1, 2, 3, 0, 4, 5, 0, 6, 7, 8, 9, 10, 11, 0]
+    assert blocks[:, 1:-1].reshape(-1).tolist() == stream[:12]  # the tail that does not fill a block is dropped
+    plain = pack_token_lists(docs, BlockLayout(block_length=4, separator_id=None))
+    assert plain.reshape(-1).tolist() == [1, 2, 3, 4, 5, 6, 7, 8] and plain.dtype == np.int64
+
+
+def test_demo_corpus_is_deterministic_english_with_disjoint_splits():
+    docs = demo_documents()
+    assert docs == demo_documents()
+    splits = demo_splits()
+    assert sum(len(d) for d in splits["train"]) > 500_000
+    assert 10 < len(splits["validation"]) < len(splits["train"]) / 10
+    assert not set(splits["train"]) & set(splits["validation"])
+    assert any("the" in d.split() for d in splits["validation"])
+
+
+def test_real_wikitext_loads_with_the_official_line_counts(data_dir):
+    raw = corpus(train_file=str(data_dir / "wikitext-2-raw" / "wiki.valid.raw"),
+                 validation_file=str(data_dir / "wikitext-2-raw" / "wiki.test.raw"))
+    # the text builder keeps empty lines; packing skips them
+    assert len(raw["train"]) == 3760 and len(raw["validation"]) == 4358
