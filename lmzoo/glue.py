@@ -181,8 +181,7 @@ def glue_metrics(task: GlueTask, predictions, references) -> dict[str, float]:
 
 
 def logits_to_predictions(task: GlueTask, logits) -> np.ndarray:
-    logits = logits[0] if isinstance(logits, tuple) else logits  # some models return extra outputs
-    logits = np.asarray(logits)
+    logits = np.asarray(logits[0] if isinstance(logits, tuple) else logits)  # some models return extra outputs
     return logits.reshape(-1) if task.is_regression else logits.argmax(axis=-1)
 
 
@@ -531,17 +530,22 @@ def restore_order(values, order: np.ndarray):
     """Undo `dataset.select(order)` on per-example outputs."""
     if values is None:
         return None
+    values = values[0] if isinstance(values, tuple) else values  # some models return extra outputs
     restored = np.empty_like(values)
     restored[order] = values
     return restored
 
 
-def predict_in_file_order(trainer, encoded_split, metric_key_prefix: str):
-    """Predict a split in length order (little padding per batch), returning predictions and labels in file order."""
+def predict_to_file(trainer, task: GlueTask, encoded_split, indices, path: str, metric_key_prefix: str) -> dict:
+    """Predict a split in length order (little padding per batch) and write its predictions file in file order.
+
+    Returns the split's metrics (GLUE metrics only where the split has labels).
+    """
     order = length_order(encoded_split["length"])
     output = trainer.predict(encoded_split.select(order), metric_key_prefix=metric_key_prefix)
-    logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
-    return restore_order(logits, order), restore_order(output.label_ids, order), output.metrics
+    predictions = logits_to_predictions(task, restore_order(output.predictions, order))
+    write_predictions(path, task, indices, predictions, restore_order(output.label_ids, order))
+    return {**output.metrics, f"{metric_key_prefix}_samples": len(encoded_split)}
 
 
 def resolve_model_path(name: str) -> str:
@@ -607,7 +611,7 @@ class GlueTrainer(Trainer):
 
     transformers 5 drops the `length` column before building the sampler (then measures every example again)
     and also length-groups evaluation, in a shuffled order; we sort eval sets ourselves
-    (`predict_in_file_order`) so that predictions map back to rows.
+    (`predict_to_file`) so that predictions map back to rows.
     """
 
     def __init__(self, *args, train_lengths=None, **kwargs):
