@@ -58,7 +58,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 @dataclass(frozen=True)
 class Settings:
     model: str  # what run_glue.py gets as --model_name_or_path
-    label: str  # the model's name in folders and tables
+    name: str  # the model's name in folders and tables
     tasks: tuple
     batch_sizes: tuple
     learning_rates: tuple
@@ -74,7 +74,12 @@ class Settings:
 
     @property
     def model_root(self) -> str:
-        return os.path.join(self.output_root, "glue", file_safe(self.label))
+        return os.path.join(self.output_root, "glue", file_safe(self.name))
+
+    def request(self) -> dict:
+        """The settings that change a run's result beyond its grid point; stored in each record, compared on resume."""
+        return {"name": self.name, "model": self.model, "max_train_samples": self.max_train_samples,
+                "extra_args": list(self.extra_args)}
 
 
 def split_list(text: str) -> list[str]:
@@ -119,9 +124,11 @@ def is_true(text: str | None) -> bool:
 
 
 def default_glue_dir() -> str | None:
-    """$LMZOO_GLUE_DIR, else the shared data folder's glue/ ($LMZOO_DATA_DIR/glue), else none (the Hub)."""
-    if os.environ.get("LMZOO_GLUE_DIR"):
-        return os.environ["LMZOO_GLUE_DIR"]
+    """$LMZOO_GLUE_DIR (run_glue.py's default), else the shared data folder's glue/, else none (the Hub)."""
+    from . import glue
+
+    if os.environ.get(glue.GLUE_DIR_ENV):
+        return os.environ[glue.GLUE_DIR_ENV]
     data_dir = os.environ.get("LMZOO_DATA_DIR")
     if data_dir and os.path.isdir(os.path.join(data_dir, "glue")):
         return os.path.join(data_dir, "glue")
@@ -155,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
         usage="%(prog)s MODEL [flags] [-- extra run_glue.py arguments]")
     parser.add_argument("model", metavar="MODEL", help="Checkpoint folder, name under OUTPUT_ROOT, minilm, Hub name.")
     env = environment_default
+    parser.add_argument("--name", default=env("MODEL_NAME"),
+                        help="The model's name in folders and tables (env MODEL_NAME; default: the folder's name or "
+                             "MODEL as given). Give budgets of one model different names.")
     parser.add_argument("--tasks", default=env("TASKS", DEFAULT_GRID["tasks"]), help="GLUE tasks (env TASKS).")
     parser.add_argument("--batch_sizes", default=env("BATCH_SIZES", DEFAULT_GRID["batch_sizes"]),
                         help="Per-device train batch sizes (env BATCH_SIZES).")
@@ -200,7 +210,7 @@ def parse_settings(argv: list[str]) -> Settings:
     tasks = parse_tasks(args.tasks)
     runner = tuple(shlex.split(args.runner)) if args.runner else (sys.executable, os.path.join(REPO_ROOT, "run_glue.py"))
     model, label = resolve_model(args.model, output_root)
-    return Settings(model, label, tasks, batch_sizes, learning_rates, epochs, seeds, max_train_samples,
+    return Settings(model, args.name or label, tasks, batch_sizes, learning_rates, epochs, seeds, max_train_samples,
                     os.path.abspath(glue_dir) if glue_dir else None, output_root, args.keep_checkpoints, runner,
                     tuple(extra), args.dry_run)
 
@@ -255,6 +265,17 @@ def plan(settings: Settings) -> tuple[list[GridPoint], dict[str, str]]:
 def is_finished(folder: str) -> bool:
     record = read_record(folder)
     return record is not None and record_status(record) in FINISHED_STATUSES
+
+
+def check_same_request(points: list[GridPoint], settings: Settings) -> None:
+    """Refuse to mix budgets: finished runs asked for with other settings would be skipped as if they were these."""
+    current = settings.request()
+    for point in points:
+        asked = (read_record(point.folder(settings)) or {}).get("sweep", {}).get("request")
+        if asked is not None and asked != current:
+            changed = ", ".join(f"{k} {asked.get(k)!r} (now {v!r})" for k, v in current.items() if asked.get(k) != v)
+            raise UsageError(f"{point.folder(settings)} finished with other settings: {changed}; choose another "
+                             "OUTPUT_ROOT or --name, or delete the old runs")
 
 
 def read_record(folder: str) -> dict | None:
@@ -333,10 +354,10 @@ class Runner:
             return None
         written = read_record(folder)
         ok = exit_code == 0 and written is not None and record_status(written) == "completed"
-        if not ok:
-            atomic_write_json(os.path.join(folder, RECORD_NAME),
-                              failure_record(point, self.settings, exit_code, log, command, time.time() - started,
-                                             written))
+        record = written if ok else failure_record(point, self.settings, exit_code, log, command,
+                                                   time.time() - started, written)
+        record["sweep"] = {"point": point.name, "name": self.settings.name, "request": self.settings.request()}
+        atomic_write_json(os.path.join(folder, RECORD_NAME), record)
         if not self.settings.keep_checkpoints:
             remove_weights(folder)
         return ok
@@ -449,7 +470,7 @@ def hold_sweep_lock(settings: Settings):
 
 
 def describe_plan(settings: Settings, points: list, todo: list, skipped: dict, devices: list) -> str:
-    lines = [f"sweep: {settings.label} ({settings.model}) -> {settings.model_root}"]
+    lines = [f"sweep: {settings.name} ({settings.model}) -> {settings.model_root}"]
     for task, why in skipped.items():
         lines.append(f"sweep: skipping {task}: its data is missing under {settings.glue_dir} ({why})")
     where = f"{len(devices)} GPUs in parallel" if devices != [None] else "CPU, one run at a time"
@@ -461,6 +482,7 @@ def describe_plan(settings: Settings, points: list, todo: list, skipped: dict, d
 def sweep(settings: Settings) -> int:
     """Run what is missing, rebuild the zoo tables; returns the number of failed runs."""
     points, skipped = plan(settings)
+    check_same_request(points, settings)
     todo = [p for p in points if not is_finished(p.folder(settings))]
     devices = visible_gpus()
     print(describe_plan(settings, points, todo, skipped, devices), flush=True)

@@ -105,6 +105,11 @@ def model_label(model: str) -> str:
     return model
 
 
+def glue_model_name(record: dict) -> str:
+    """The table row of a GLUE run: the name its sweep gave it, else the label of the model it fine-tuned."""
+    return (record.get("sweep") or {}).get("name") or model_label(record["model"])
+
+
 def file_safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "--", name)
 
@@ -162,7 +167,7 @@ def dedupe_runs(records: list[dict]) -> list[dict]:
     """One record per (model, task, grid point, seed): the newest, when --results folders overlap or repeat a run."""
     newest = {}
     for record in sorted(records, key=lambda r: r.get("finished_at", "")):
-        newest[(model_label(record["model"]), record["task"], record["batch_size"], float(record["learning_rate"]),
+        newest[(glue_model_name(record), record["task"], record["batch_size"], float(record["learning_rate"]),
                 float(record["num_train_epochs"]), record.get("seed"))] = record
     return list(newest.values())
 
@@ -171,7 +176,7 @@ def glue_grid(records: list[dict]) -> dict[tuple, GridCell]:
     """Grid cells keyed (model, task, batch_size, learning_rate, epochs)."""
     cells = {}
     for record in dedupe_runs([r for r in records if r.get("kind") == "glue"]):
-        key = (model_label(record["model"]), record["task"], int(record["batch_size"]),
+        key = (glue_model_name(record), record["task"], int(record["batch_size"]),
                float(record["learning_rate"]), float(record["num_train_epochs"]))
         cells.setdefault(key, GridCell(*key)).runs.append(record)
     return cells
@@ -251,7 +256,7 @@ def run_rows(records: list[dict], base: str) -> list[dict]:
     for record in records:
         if record.get("kind") == "glue":
             row = {key: record.get(key) for key in keys}
-            row.update(model=model_label(record["model"]), status=record_status(record),
+            row.update(model=glue_model_name(record), status=record_status(record),
                        record=os.path.relpath(record["_path"], base))
             rows.append(row)
     return sorted(rows, key=lambda r: (r["model"], r["task"], r["batch_size"], r["learning_rate"], r["seed"] or 0))
@@ -304,9 +309,10 @@ def describe_cap(records: list[dict], key: str) -> str:
 
     by_task = {}
     for record in records:
-        by_task.setdefault(cap(record.get(key)), set()).add(record["task"])
-    if len(by_task) == 1:
-        return next(iter(by_task))
+        if key in record:  # a run that failed before recording its settings says nothing about them
+            by_task.setdefault(cap(record[key]), set()).add(record["task"])
+    if len(by_task) <= 1:
+        return next(iter(by_task), DASH)
     return "; ".join(f"{', '.join(sorted(tasks))}: {value}" for value, tasks in sorted(by_task.items()))
 
 
@@ -460,10 +466,37 @@ def heatmap_cell_text(cell: GridCell | None) -> str:
     return f"{100 * cell.score:.2f}" if cell.score is not None else cell.status
 
 
-def plot_heatmap(model: str, task: str, cells: dict[tuple, GridCell], path: str) -> None:
-    """Dev score over batch size (rows) x learning rate (columns), one panel per epoch count; failures marked."""
+def heatmap_text_style(cell: GridCell | None, low: float, high: float) -> dict:
+    """Failed, diverged and missing points in bold red; scores in white on viridis' dark end, black on its light end."""
+    if cell is None or cell.score is None:
+        return {"color": "firebrick", "fontweight": "bold"}
+    dark = high > low and (cell.score - low) / (high - low) < 0.5
+    return {"color": "white" if dark else "black"}
+
+
+def heatmap_panel(ax, by_point: dict, batch_sizes: list, rates: list, epochs: float, low: float, high: float):
+    """One epoch count's batch size x learning rate grid; returns the image (for the colour bar)."""
     import numpy as np
 
+    grid = np.full((len(batch_sizes), len(rates)), np.nan)  # NaN: drawn grey, the "bad" colour
+    for i, bs in enumerate(batch_sizes):
+        for j, lr in enumerate(rates):
+            cell = by_point.get((bs, lr, epochs))
+            if cell is not None and cell.score is not None:
+                grid[i, j] = 100 * cell.score
+            ax.text(j, i, heatmap_cell_text(cell), ha="center", va="center", fontsize=8,
+                    **heatmap_text_style(cell, low, high))
+    colormap = pyplot().get_cmap("viridis").with_extremes(bad="lightgrey")
+    image = ax.imshow(np.ma.masked_invalid(grid), cmap=colormap, vmin=100 * low, vmax=100 * high, aspect="auto")
+    ax.set_xticks(range(len(rates)), [format_lr(r) for r in rates])
+    ax.set_yticks(range(len(batch_sizes)), [str(b) for b in batch_sizes])
+    ax.set_xlabel("learning rate")
+    ax.set_title(f"{format_number(epochs)} epoch{'' if epochs == 1 else 's'}", fontsize=9)
+    return image
+
+
+def plot_heatmap(model: str, task: str, cells: dict[tuple, GridCell], path: str) -> None:
+    """Dev score over batch size (rows) x learning rate (columns), one panel per epoch count; failures marked."""
     plt = pyplot()
     mine = [c for c in cells.values() if (c.model, c.task) == (model, task)]
     batch_sizes = sorted({c.batch_size for c in mine})
@@ -473,28 +506,12 @@ def plot_heatmap(model: str, task: str, cells: dict[tuple, GridCell], path: str)
     scores = [c.score for c in mine if c.score is not None]
     low, high = (min(scores), max(scores)) if scores else (0.0, 1.0)
     figure, axes = plt.subplots(1, len(epoch_counts), squeeze=False,
-                                figsize=(1.4 * len(rates) * len(epoch_counts) + 1.5, 0.6 * len(batch_sizes) + 1.6))
+                                figsize=(1.4 * len(rates) * len(epoch_counts) + 1.8, 0.6 * len(batch_sizes) + 1.6))
     for ax, epochs in zip(axes[0], epoch_counts):
-        grid = np.full((len(batch_sizes), len(rates)), np.nan)
-        for i, bs in enumerate(batch_sizes):
-            for j, lr in enumerate(rates):
-                cell = by_point.get((bs, lr, epochs))
-                if cell is not None and cell.score is not None:
-                    grid[i, j] = 100 * cell.score
-                text = heatmap_cell_text(cell)
-                marked = cell is None or cell.score is None
-                ax.text(j, i, text, ha="center", va="center", fontsize=8,
-                        color="firebrick" if marked else "black", fontweight="bold" if marked else "normal")
-        colormap = plt.get_cmap("viridis").copy()
-        colormap.set_bad("lightgrey")  # failed, diverged or missing points
-        image = ax.imshow(np.ma.masked_invalid(grid), cmap=colormap, vmin=100 * low, vmax=100 * high, aspect="auto")
-        ax.set_xticks(range(len(rates)), [format_lr(r) for r in rates])
-        ax.set_yticks(range(len(batch_sizes)), [str(b) for b in batch_sizes])
-        ax.set_xlabel("learning rate")
-        ax.set_ylabel("batch size")
-        ax.set_title(f"{format_number(epochs)} epochs", fontsize=9)
+        image = heatmap_panel(ax, by_point, batch_sizes, rates, epochs, low, high)
+    axes[0][0].set_ylabel("batch size")
     figure.colorbar(image, ax=axes[0].tolist(), label="dev score x100")
-    figure.suptitle(f"{model} on {glue_tasks()[task].folder}: dev score over the grid", fontsize=10)
+    figure.suptitle(f"{model} on {glue_tasks()[task].folder}: dev score over the grid", fontsize=10, y=1.03)
     save_figure(figure, path)
     plt.close(figure)
 

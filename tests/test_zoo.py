@@ -1,0 +1,164 @@
+"""Model-zoo tables and figures from hand-written records: best-of-grid selection, formats, merging, failures."""
+
+import json
+import math
+import os
+
+import pytest
+
+from lmzoo import zoo
+from lmzoo.records import RECORD_NAME
+
+
+def write_record(folder, record: dict) -> str:
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, RECORD_NAME)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(record, f)
+    return path
+
+
+def glue_record(task="rte", bs=32, lr=5e-5, epochs=3.0, seed=42, score=0.6, metrics=None, **extra) -> dict:
+    """A record as run_glue.py writes it (no status key: completed when it has a score)."""
+    metrics = metrics if metrics is not None else {"eval_accuracy": score}
+    return {"kind": "glue", "task": task, "model": "minilm", "batch_size": bs, "learning_rate": lr,
+            "num_train_epochs": epochs, "seed": seed, "max_train_samples": 2000, "max_eval_samples": None,
+            "dev_metrics": {**metrics, "eval_combined_score": score}, "combined_score": score, "wall_time_s": 60.0,
+            "hardware": {"device": "cpu", "cpu_count": 2}, "finished_at": "2026-01-01T00:00:00", **extra}
+
+
+def failed_record(task="rte", bs=16, lr=3e-4) -> dict:
+    """What the sweep writes for a run that exited non-zero."""
+    return {"kind": "glue", "task": task, "model": "minilm", "batch_size": bs, "learning_rate": lr,
+            "num_train_epochs": 3.0, "seed": 42, "status": "failed", "exit_code": 1, "log": "run.log",
+            "wall_time_s": 5.0}
+
+
+def pretrain_record(model="bert-tiny", **extra) -> dict:
+    return {"kind": "pretrain", "status": "completed", "model": model, "output_dir": f"outputs/{model}",
+            "model_type": "bert", "config_name": model, "config_overrides": None, "parameters": 4_385_920,
+            "vocab_size": 30522, "corpus": "wiki.train.raw", "block_size": 128, "steps": 1000, "batch_size": 32,
+            "learning_rate": 1e-3, "tokens_seen": 4_096_000, "precision": "fp32", "wall_time_s": 900.0,
+            "eval_loss": 3.266, "perplexity": math.exp(3.266), "eval_accuracy": 0.4,
+            "loss_curve": [{"step": 100, "tokens": 409600, "loss": 6.0}, {"step": 200, "tokens": 819200, "loss": 4.5},
+                           {"step": 200, "tokens": 819200, "eval_loss": 4.2}],
+            "hardware": {"device": "cpu", "cpu_count": 2}, "finished_at": "2026-01-01T00:00:00", **extra}
+
+
+@pytest.fixture
+def grid_results(tmp_path):
+    """RTE over a 2x2 grid (one point failed, one diverged) and MRPC at one point, as a sweep lays them out."""
+    root = tmp_path / "results"
+    rte = root / "glue" / "minilm" / "rte"
+    write_record(rte / "bs16_lr5e-5", glue_record(bs=16, lr=5e-5, score=0.55))
+    write_record(rte / "bs32_lr5e-5", glue_record(bs=32, lr=5e-5, score=0.62))
+    write_record(rte / "bs16_lr3e-4", failed_record(bs=16, lr=3e-4))
+    write_record(rte / "bs32_lr3e-4", glue_record(bs=32, lr=3e-4, score=float("nan"), status="diverged"))
+    write_record(root / "glue" / "minilm" / "mrpc" / "bs32_lr1e-4",
+                 glue_record(task="mrpc", bs=32, lr=1e-4, score=0.8, metrics={"eval_f1": 0.8792, "eval_accuracy": 0.8309}))
+    return root
+
+
+def test_best_of_grid_skips_failed_and_diverged_points(grid_results):
+    cells = zoo.glue_grid(zoo.find_records([str(grid_results)]))
+    best = zoo.best_cells(cells)
+    winner = best[("minilm", "rte")]
+    assert (winner.batch_size, winner.learning_rate) == (32, 5e-5)
+    assert cells[("minilm", "rte", 16, 3e-4, 3.0)].status == "failed"
+    assert cells[("minilm", "rte", 32, 3e-4, 3.0)].status == "diverged"
+
+
+def test_seeds_of_a_grid_point_are_averaged(tmp_path):
+    write_record(tmp_path / "a", glue_record(bs=8, seed=1, score=0.70))
+    write_record(tmp_path / "b", glue_record(bs=8, seed=2, score=0.50))
+    write_record(tmp_path / "c", glue_record(bs=16, seed=1, score=0.65))
+    best = zoo.best_cells(zoo.glue_grid(zoo.find_records([str(tmp_path)])))
+    assert best[("minilm", "rte")].batch_size == 16  # 0.65 beats the mean 0.60, though one seed reached 0.70
+    assert zoo.best_cells(zoo.glue_grid(zoo.find_records([str(tmp_path / "a"), str(tmp_path / "b")])))[
+        ("minilm", "rte")].score == pytest.approx(0.60)
+
+
+def test_only_failed_runs_leave_no_winner(tmp_path):
+    write_record(tmp_path / "x", failed_record())
+    assert zoo.best_cells(zoo.glue_grid(zoo.find_records([str(tmp_path)]))) == {}
+
+
+def test_glue_table_follows_the_reference_format(grid_results):
+    cells = zoo.glue_grid(zoo.find_records([str(grid_results)]))
+    table = zoo.glue_score_table(["minilm"], zoo.best_cells(cells)).splitlines()
+    assert table[0] == ("| Model | CoLA | SST-2 | MRPC F1/acc | QQP F1/acc | STS-B Pearson/Spearman | MNLI m/mm | QNLI | "
+                        "WNLI | RTE | average |")
+    assert table[2] == "| minilm | - | - | 87.92/83.09 | - | - | - | - | - | 62.00 | 71.00 (2 of 9) |"
+
+
+def test_winner_table_names_each_cells_grid_point(grid_results):
+    cells = zoo.glue_grid(zoo.find_records([str(grid_results)]))
+    row = zoo.glue_winner_table(["minilm"], zoo.best_cells(cells)).splitlines()[2]
+    assert "bs 32, lr 1e-4, 3 ep" in row and "bs 32, lr 5e-5, 3 ep" in row
+
+
+def test_pretrain_table_row():
+    table = zoo.pretrain_table([pretrain_record()]).splitlines()
+    assert table[0] == "| Model | Size | perplexity | eval_loss | config |"
+    assert table[2] == "| bert-tiny | 4M | 26.206 | 3.266 | bert-tiny |"
+
+
+def test_diverged_pretraining_shows_its_status_not_numbers():
+    record = pretrain_record(status="diverged", diverged_at_step=120, eval_loss=None, perplexity=None)
+    assert zoo.pretrain_table([record]).splitlines()[2] == "| bert-tiny | 4M | diverged at step 120 | - | bert-tiny |"
+
+
+def test_learning_rates_and_values_are_written_as_people_write_them():
+    assert [zoo.format_lr(x) for x in (5e-5, 1e-4, 3e-4, 1.5e-4, 0.001)] == ["5e-5", "1e-4", "3e-4", "1.5e-4", "1e-3"]
+    assert zoo.describe_values({32, 8, None}) == "{8, 32}"
+
+
+def test_build_writes_json_markdown_and_figures_atomically(grid_results, tmp_path):
+    write_record(grid_results / "bert-tiny", pretrain_record())
+    repo_file = tmp_path / "repo" / "MODEL_ZOO.md"
+    summary = zoo.build_zoo([str(grid_results)], output=str(repo_file))
+    out_dir = grid_results / "zoo"
+    assert json.loads((out_dir / "best.json").read_text()) == json.loads(json.dumps(summary))
+    assert summary["glue"]["minilm"]["rte"]["grid_points"] == {"completed": 2, "failed": 1, "diverged": 1}
+    assert summary["pretrain"]["bert-tiny"]["eval_loss"] == 3.266
+    runs = json.loads((out_dir / "runs.json").read_text())
+    assert sorted(r["status"] for r in runs) == ["completed", "completed", "completed", "diverged", "failed"]
+    figures = sorted(os.listdir(out_dir / "figures"))
+    assert figures == ["glue_minilm_mrpc.png", "glue_minilm_rte.png", "pretrain_bert-tiny_loss.png"]
+    assert all((out_dir / "figures" / name).read_bytes().startswith(b"\x89PNG") for name in figures)
+    text = repo_file.read_text()
+    assert "## Pretraining" in text and "| bert-tiny | 4M |" in text and "| minilm |" in text
+    assert "](../results/zoo/figures/glue_minilm_rte.png)" in text  # relative to MODEL_ZOO.md
+    assert str(tmp_path) not in text  # no absolute path of this machine
+    assert "](figures/glue_minilm_rte.png)" in (out_dir / "MODEL_ZOO.md").read_text()
+    leftovers = [name for _, _, files in os.walk(tmp_path) for name in files if name.startswith(".tmp-")]
+    assert leftovers == []
+
+
+def test_cli_merges_results_folders(tmp_path, capsys):
+    write_record(tmp_path / "pretraining" / "bert-tiny", pretrain_record())
+    write_record(tmp_path / "sweeps" / "glue" / "bert-tiny" / "rte" / "p",
+                 glue_record(model=str(tmp_path / "pretraining" / "bert-tiny"), score=0.58))
+    output = tmp_path / "MODEL_ZOO.md"
+    zoo.main(["--results", str(tmp_path / "pretraining"), "--results", str(tmp_path / "sweeps"),
+              "--output", str(output)])
+    text = output.read_text()
+    assert "| bert-tiny | 4M | 26.206 | 3.266 | bert-tiny |" in text
+    assert "| bert-tiny | - | - | - | - | - | - | - | - | 58.00 | 58.00 (1 of 9) |" in text
+    assert (tmp_path / "pretraining" / "zoo" / "best.json").is_file()
+    assert "1 pretrained models, 1 best GLUE cells" in capsys.readouterr().out
+
+
+def test_cli_without_records_is_one_line_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        zoo.main(["--results", str(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no lmzoo_record.json" in err
+
+
+def test_a_damaged_record_does_not_hide_the_others(grid_results, capsys):
+    (grid_results / "glue" / "broken").mkdir()
+    (grid_results / "glue" / "broken" / RECORD_NAME).write_text('{"kind": "gl')
+    assert len(zoo.find_records([str(grid_results)])) == 5
+    assert "skipping unreadable" in capsys.readouterr().err
