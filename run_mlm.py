@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from transformers import AutoModelForMaskedLM
 
-from lmzoo.args import DataArguments, LmzooTrainingArguments, ModelArguments, parse_args
+from lmzoo.args import DataArguments, PretrainingArguments, ModelArguments, parse_args
 from lmzoo.collators import MlmCollator
 from lmzoo.data import load_raw_corpus, load_tokenized, mlm_layout
 from lmzoo.errors import require, run_main
@@ -34,7 +34,7 @@ class MlmArguments:
 @run_main
 def main():
     model_args, data_args, mlm_args, training_args = parse_args(
-        ModelArguments, DataArguments, MlmArguments, LmzooTrainingArguments)
+        ModelArguments, DataArguments, MlmArguments, PretrainingArguments)
     require(0 < mlm_args.mlm_probability < 1, f"--mlm_probability must be in (0, 1), got {mlm_args.mlm_probability}")
     run = start_run(training_args, data_args)
 

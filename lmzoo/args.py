@@ -6,6 +6,7 @@ transformers' `TrainingArguments` plus what transformers 5 dropped or what lmzoo
 for long runs (keep two checkpoints, log every 50 steps).
 """
 
+import dataclasses
 import os
 import sys
 from dataclasses import dataclass, field
@@ -41,15 +42,16 @@ class LmzooTrainingArguments(TrainingArguments):
             raise UsageError("--fp16 and --bf16 are contradictory: choose one mixed precision")
         if self.fp16 and not cuda:
             raise UsageError("--fp16 needs a CUDA GPU and none is in use; on CPU use --bf16 or fp32 (no flag)")
-        if self.bf16 and not cuda:
-            self.use_cpu = True  # transformers refuses bf16 without a GPU unless told the run is on CPU
+        if not cuda and not _has_other_accelerator():
+            # Say so explicitly: transformers refuses --bf16 otherwise, and under torchrun only use_cpu makes
+            # accelerate set up multi-CPU DDP (without it each process would train alone, unsynchronised).
+            self.use_cpu = True
         if not cuda:
             self.dataloader_pin_memory = False  # nothing to pin to; avoids a warning per dataloader
+        self.auto_precision = None  # what --mixed_precision auto chose, if anything
         if self.mixed_precision == "auto" and cuda and not (self.fp16 or self.bf16):
-            if torch.cuda.is_bf16_supported():
-                self.bf16 = True
-            else:
-                self.fp16 = True
+            self.auto_precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+            setattr(self, self.auto_precision, True)
         for flag in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
             value = getattr(self, flag)
             if value is not None and value < 1:
@@ -62,6 +64,29 @@ class LmzooTrainingArguments(TrainingArguments):
                 "give --max_steps > 0 or --num_train_epochs > 0"
             )
         super().__post_init__()
+
+
+@dataclass
+class PretrainingArguments(LmzooTrainingArguments):
+    """Training arguments of the pretraining scripts: from-scratch defaults instead of fine-tuning ones."""
+
+    learning_rate: float = field(default=5e-4, metadata={
+        "help": "Peak AdamW learning rate (pretraining from scratch wants more than fine-tuning's 5e-5)."})
+    warmup_steps: float = field(default=0.01, metadata={
+        "help": "Linear warm-up: a number of steps, or a fraction of the run when below 1."})
+    eval_on_start: bool = field(default=True, metadata={
+        "help": "Evaluate the untrained model first (with --do_eval), so the record shows how far training got."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.do_eval:
+            self.eval_on_start = False
+
+
+def _has_other_accelerator() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    xpu = getattr(torch, "xpu", None)
+    return bool((mps and mps.is_available()) or (xpu and xpu.is_available()))
 
 
 def parse_args(*dataclass_types, argv=None):
@@ -77,11 +102,35 @@ def parse_args(*dataclass_types, argv=None):
             if argv[0].endswith(".json"):
                 return parser.parse_json_file(os.path.abspath(argv[0]))
             return parser.parse_yaml_file(os.path.abspath(argv[0]))
-        return parser.parse_args_into_dataclasses(args=argv)
+        return parser.parse_args_into_dataclasses(args=merge_repeated_list_flags(argv, dataclass_types))
     except UsageError:
         raise
     except ValueError as err:
         raise UsageError(" ".join(str(err).split())) from err
+
+
+def merge_repeated_list_flags(argv: list[str], dataclass_types) -> list[str]:
+    """`--sample_prompt A --sample_prompt B` means both: join repeats of list-valued flags into one
+    (argparse's nargs="+" would keep only the last)."""
+    list_flags = {f"--{f.name}" for cls in dataclass_types for f in dataclasses.fields(cls)
+                  if str(f.type).startswith(("list", "typing.List"))}
+    values, order, rest, current = {}, [], [], None
+    for arg in argv:
+        if arg.startswith("--"):
+            current = arg if arg in list_flags else None
+            if current is None:
+                rest.append(arg)
+            elif current not in values:
+                values[current] = []
+                order.append(current)
+        elif current is not None:
+            values[current].append(arg)
+        else:
+            rest.append(arg)
+    merged = list(rest)
+    for flag in order:
+        merged += [flag, *values[flag]]
+    return merged
 
 
 def prepare_output_dir(training_args) -> str | None:

@@ -110,3 +110,15 @@ class MlmCollator:
         positions = torch.arange(input_ids.shape[1]).expand_as(input_ids)
         starts = ~self.continuation[input_ids]
         return torch.where(starts, positions, torch.zeros_like(positions)).cummax(dim=1).values
+
+
+@dataclass
+class CausalLmCollator:
+    """Next-token batches: labels are the inputs (the model shifts them); padding, if any, is ignored."""
+
+    pad_id: int = 0
+
+    def __call__(self, examples):
+        input_ids, attention_mask = pad_sequences([e["input_ids"] for e in examples], self.pad_id)
+        labels = input_ids.masked_fill(attention_mask == 0, -100)
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}

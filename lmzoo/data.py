@@ -112,7 +112,28 @@ def load_from_files(args: DataArguments, cache_dir: str | None):
     if len(builders) > 1:
         raise UsageError("--train_file and --validation_file must have the same format")
     builder, options = builders.pop()
-    return _load(builder, files, options, cache_dir, " and ".join(files.values()))
+    return _as_documents(_load(builder, files, options, cache_dir, " and ".join(files.values())), builder, args)
+
+
+def _as_documents(raw, builder: str, args: DataArguments):
+    """Plain text files are read line by line; unless --line_by_line, lines are joined back into paragraphs
+    (runs of non-blank lines, newlines kept), so that a document boundary is a blank line, not every line end."""
+    if builder != "text" or args.line_by_line:
+        return raw
+    return raw.map(_paragraphs, batched=True, batch_size=10_000, desc="Joining lines into paragraphs")
+
+
+def _paragraphs(batch):
+    paragraphs, current = [], []
+    for line in batch["text"]:
+        if line.strip():
+            current.append(line)
+        elif current:
+            paragraphs.append("\n".join(current))
+            current = []
+    if current:
+        paragraphs.append("\n".join(current))
+    return {"text": paragraphs}
 
 
 def _split_of(file_name: str) -> str | None:
@@ -154,7 +175,7 @@ def load_from_dir(args: DataArguments, cache_dir: str | None):
     if "train" not in by_split:
         raise UsageError(f"--dataset_dir {folder}: no training files (names containing 'train', or without a split name)")
     builder, options = builders.pop()
-    return _load(builder, by_split, options, cache_dir, f"--dataset_dir {folder}")
+    return _as_documents(_load(builder, by_split, options, cache_dir, f"--dataset_dir {folder}"), builder, args)
 
 
 def _has_known_extension(path: str) -> bool:

@@ -69,6 +69,7 @@ def start_run(training_args, data_args) -> Run:
     set_seed(training_args.seed)
     if resume_from:
         logger.info("resuming from %s", resume_from)
+        training_args.eval_on_start = False  # the untrained model was measured by the first run
     return Run(training_args, cache_root, resume_from)
 
 
@@ -170,9 +171,20 @@ def loss_curve(trainer, tokens_per_step: int) -> list[dict]:
     return curve
 
 
+def initial_eval_loss(trainer) -> float | None:
+    """The untrained model's eval loss (from --eval_on_start), if it was measured in this run."""
+    for entry in trainer.state.log_history:
+        if entry.get("step") == 0 and "eval_loss" in entry:
+            return entry["eval_loss"]
+    return None
+
+
 def finish_run(trainer, run: Run, *, script: str, model_args, data_args, config, tokenizer, block: int,
-               extra_record: dict | None = None) -> dict:
-    """Train (resuming when a checkpoint is there), evaluate, save the model and tokenizer, write the records."""
+               extra_record: dict | None = None, after_training=None) -> dict:
+    """Train (resuming when a checkpoint is there), evaluate, save the model and tokenizer, write the records.
+
+    `after_training(record)` may add to the record (on the main process, with the trained model) before it is
+    written: strided perplexity, samples."""
     args = trainer.args
     metrics = {}
     status = "completed"
@@ -216,6 +228,7 @@ def finish_run(trainer, run: Run, *, script: str, model_args, data_args, config,
         "perplexity": metrics.get("perplexity"),
         "eval_accuracy": metrics.get("eval_accuracy"),
         "perplexity_kind": "exp(mean token loss) over fixed validation blocks",
+        "initial_eval_loss": initial_eval_loss(trainer),
         "throughput": run.throughput.summary() if run.throughput else None,
         "loss_curve": loss_curve(trainer, tokens_per_step),
         "hardware": hardware(),
@@ -224,6 +237,10 @@ def finish_run(trainer, run: Run, *, script: str, model_args, data_args, config,
     if run.guard.diverged_at_step is not None:
         record["diverged_at_step"] = run.guard.diverged_at_step
     if trainer.is_world_process_zero():
+        if after_training is not None and status == "completed":
+            after_training(record)
+            if "strided" in record:
+                metrics.update({k: v for k, v in record["strided"].items() if isinstance(v, (int, float))})
         write_run_results(args.output_dir, metrics, record)
         print_summary(record, metrics, args.output_dir)
     if status == "diverged":
@@ -241,5 +258,10 @@ def print_summary(record: dict, metrics: dict, output_dir: str) -> None:
     if throughput.get("tokens_per_second"):
         mfu = f"  MFU {throughput['mfu']:.2%}" if throughput.get("mfu") else ""
         lines.append(f"[lmzoo] {throughput['tokens_per_second']:,.0f} tokens/s{mfu}")
+    if record.get("strided"):
+        lines.append(f"[lmzoo] strided perplexity {record['strided']['strided_perplexity']:.2f} "
+                     f"(window {record['strided']['strided_window']}, stride {record['strided']['strided_stride']})")
+    for sample in record.get("samples", []):
+        lines.append(f"[lmzoo] sample: {sample['prompt']!r} -> {sample['continuation']!r}")
     lines.append(f"[lmzoo] checkpoint and tokenizer: {os.path.abspath(output_dir)}")
     print("\n".join(lines), flush=True)

@@ -234,6 +234,10 @@ class DataCollatorForT5SpanCorruption:
                 f"{self.raw_length} tokens"
             )
 
+    def reset_rng(self) -> None:
+        """Start the noise sequence over (evaluation resets it so every evaluation sees the same spans)."""
+        self._rng = None
+
     def _generator(self) -> np.random.Generator:
         """The collator's Generator; a DataLoader worker gets its own, seeded from its torch seed."""
         worker = get_worker_info()

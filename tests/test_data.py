@@ -45,7 +45,7 @@ def test_csv_and_tsv_with_a_named_text_column(tmp_path, suffix, writer):
 def test_gzipped_text_and_parquet(tmp_path):
     with gzip.open(tmp_path / "train.txt.gz", "wt") as f:
         f.write("line one\nline two\nline three\n")
-    raw = corpus(train_file=str(tmp_path / "train.txt.gz"), validation_split_percentage=34)
+    raw = corpus(train_file=str(tmp_path / "train.txt.gz"), validation_split_percentage=34, line_by_line=True)
     assert raw["validation"]["text"] == ["line one"]
     raw["train"].to_parquet(str(tmp_path / "train.parquet"))
     again = corpus(train_file=str(tmp_path / "train.parquet"), validation_split_percentage=50)
@@ -77,7 +77,7 @@ def test_dataset_dir_save_to_disk_arrow_cache_and_plain_files(tmp_path):
     (files / "part-train-1.txt").write_text("a b c\nd e f\n")
     (files / "part-dev.txt").write_text("g h i\n")
     split = corpus(dataset_dir=str(files))
-    assert split["train"]["text"] == ["a b c", "d e f"] and split["validation"]["text"] == ["g h i"]
+    assert split["train"]["text"] == ["a b c\nd e f"] and split["validation"]["text"] == ["g h i"]
 
 
 @pytest.mark.parametrize("setup, culprit", [
@@ -132,8 +132,14 @@ def test_demo_corpus_is_deterministic_english_with_disjoint_splits():
     assert any("the" in d.split() for d in splits["validation"])
 
 
-def test_real_wikitext_loads_with_the_official_line_counts(data_dir):
-    raw = corpus(train_file=str(data_dir / "wikitext-2-raw" / "wiki.valid.raw"),
+def test_plain_text_becomes_paragraphs_unless_line_by_line(data_dir):
+    files = dict(train_file=str(data_dir / "wikitext-2-raw" / "wiki.valid.raw"),
                  validation_file=str(data_dir / "wikitext-2-raw" / "wiki.test.raw"))
-    # the text builder keeps empty lines; packing skips them
-    assert len(raw["train"]) == 3760 and len(raw["validation"]) == 4358
+    lines = corpus(**files, line_by_line=True)
+    assert len(lines["train"]) == 3760 and len(lines["validation"]) == 4358  # the official line counts
+    paragraphs = corpus(**files)
+    non_blank = [line for line in lines["train"]["text"] if line.strip()]
+    assert "\n".join(paragraphs["train"]["text"]) == "\n".join(non_blank)  # nothing lost, nothing reordered
+    assert len(paragraphs["train"]) < len(non_blank)
+    speech = corpus(train_file=str(data_dir / "tinyshakespeare" / "input.txt"))["validation"][0]["text"]
+    assert speech.startswith("First Citizen:\n") and "\n\n" not in speech

@@ -1,0 +1,85 @@
+#!/usr/bin/env python
+"""Causal-LM pretraining (GPT-2) from scratch or from a checkpoint.
+
+    python run_clm.py --config_name gpt2 --train_file webtext.train.jsonl --validation_file webtext.valid.jsonl \
+        --output_dir outputs/gpt2 --do_train --do_eval --block_size 1024 --max_steps 100000
+
+Leaves in --output_dir a checkpoint that AutoModelForCausalLM / AutoTokenizer load, all_results.json and
+lmzoo_record.json. `--eval_stride` adds the sliding-window perplexity over the whole validation text;
+`--sample_prompt` prints (and records) a sampled continuation.
+"""
+
+from dataclasses import dataclass, field
+
+from transformers import AutoModelForCausalLM
+
+from lmzoo.args import DataArguments, PretrainingArguments, ModelArguments, parse_args
+from lmzoo.collators import CausalLmCollator
+from lmzoo.data import causal_layout, load_raw_corpus, load_tokenized
+from lmzoo.errors import UsageError, run_main
+from lmzoo.generation import sample_continuations, strided_perplexity
+from lmzoo.pretrain import (block_length, build_config, build_model, build_tokenizer, check_model_type, finish_run,
+                            start_run)
+from lmzoo.trainer import CausalLmObjective, LmTrainer
+
+CLM_MODEL_TYPES = ("gpt2", "gpt_neo", "gpt_neox", "llama", "mistral", "qwen2", "opt")
+
+
+@dataclass
+class ClmArguments:
+    block_size: int | None = field(default=None, metadata={
+        "help": "Tokens per training block (default: min(1024, the model's positions)). Same as --max_seq_length."})
+    eval_stride: int | None = field(default=None, metadata={
+        "help": "Also compute the strided sliding-window perplexity over the whole validation text, with this stride."})
+    sample_prompt: list[str] = field(default_factory=list, metadata={
+        "help": "Print a sampled continuation of this prompt at the end (may be repeated)."})
+    sample_max_new_tokens: int = field(default=40, metadata={"help": "Length of each sampled continuation."})
+
+
+@run_main
+def main():
+    model_args, data_args, clm_args, training_args = parse_args(
+        ModelArguments, DataArguments, ClmArguments, PretrainingArguments)
+    if clm_args.block_size and data_args.max_seq_length and clm_args.block_size != data_args.max_seq_length:
+        raise UsageError("--block_size and --max_seq_length disagree; give one")
+    run = start_run(training_args, data_args)
+
+    config = build_config(model_args, run)
+    check_model_type(config, CLM_MODEL_TYPES, "run_clm.py")
+    block = block_length(clm_args.block_size or data_args.max_seq_length, 1024, config, "--block_size")
+    raw = load_raw_corpus(data_args, run.hub_cache)
+    tokenizer = build_tokenizer(model_args, config, raw, run)
+    data = load_tokenized(data_args, run.cache_root, raw, tokenizer, causal_layout(tokenizer, block), "clm")
+    model = build_model(model_args, config, tokenizer, AutoModelForCausalLM)
+
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    trainer = LmTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=data["train"] if training_args.do_train else None,
+        eval_dataset=data["validation"] if training_args.do_eval else None,
+        data_collator=CausalLmCollator(pad_id),
+        processing_class=tokenizer,
+        objective=CausalLmObjective(),
+        callbacks=run.callbacks(model, block, causal=True),
+    )
+    extra = {"objective": "causal LM"}
+
+    def after_training(record):  # on the trained weights, main process only
+        if clm_args.eval_stride and training_args.do_eval:
+            text = "\n\n".join(raw["validation"]["text"])
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+            record["strided"] = strided_perplexity(trainer.model, ids, block, clm_args.eval_stride,
+                                                   training_args.per_device_eval_batch_size)
+            record["strided"]["perplexity_kind"] = ("sliding-window perplexity over the whole validation text "
+                                                    f"(window {block}, stride {clm_args.eval_stride})")
+        if clm_args.sample_prompt:
+            record["samples"] = sample_continuations(trainer.model, tokenizer, clm_args.sample_prompt,
+                                                     clm_args.sample_max_new_tokens, training_args.seed)
+
+    finish_run(trainer, run, script="run_clm.py", model_args=model_args, data_args=data_args, config=config,
+               tokenizer=tokenizer, block=block, extra_record=extra, after_training=after_training)
+
+
+if __name__ == "__main__":
+    main()
