@@ -221,6 +221,10 @@ class DataArguments:
         "help": "Percent of the training documents held out for validation when there is no validation split."})
     max_seq_length: int | None = field(default=None, metadata={"help": "Tokens per block (the model's input length)."})
     line_by_line: bool = field(default=False, metadata={"help": "One example per non-empty line instead of packed blocks."})
+    packing: str = field(default="blocks", metadata={
+        "help": "blocks: concatenate and cut (attention crosses document boundaries, as the HF examples); "
+                "documents: the same blocks, but attention stays inside each document.",
+        "choices": ["blocks", "documents"]})
     tokenized_dir: str | None = field(default=None, metadata={
         "help": "Where the tokenized blocks are saved and reused (default: a folder under --cache_dir keyed by inputs)."})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})

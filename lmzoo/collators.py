@@ -43,6 +43,17 @@ def pad_sequences(sequences, pad_id: int, pad_to_multiple_of: int | None = None)
     return ids, mask
 
 
+def document_attention_mask(position_ids: torch.Tensor, causal: bool = False) -> torch.Tensor:
+    """Additive [batch, 1, seq, seq] mask letting a token attend only within its own document (a document starts
+    where the position ids restart), and only to earlier tokens when `causal`. Models take a 4D mask as it is
+    (no reliance on each version's packed-sequence detection); -1e4 rather than -inf keeps fp16 finite."""
+    document = (position_ids == 0).cumsum(dim=1)
+    allowed = document[:, :, None] == document[:, None, :]
+    if causal:
+        allowed = allowed & torch.ones(allowed.shape[1:], dtype=torch.bool).tril()
+    return torch.where(allowed, 0.0, -1e4)[:, None, :, :]
+
+
 @dataclass
 class MlmCollator:
     """Mask `mlm_probability` of the tokens (never special tokens or padding); of those, 80% become [MASK],
@@ -80,6 +91,8 @@ class MlmCollator:
         return self._generator
 
     def __call__(self, examples):
+        if "position_ids" in examples[0]:
+            return self._documents(examples)
         sequences = [e["input_ids"] for e in examples]
         if all(len(s) == len(sequences[0]) for s in sequences) and not self.pad_to_multiple_of:
             input_ids = torch.as_tensor(sequences, dtype=torch.long)
@@ -88,6 +101,14 @@ class MlmCollator:
             input_ids, attention_mask = pad_sequences(sequences, self.pad_id, self.pad_to_multiple_of)
         input_ids, labels = self.mask_tokens(input_ids, attention_mask.bool())
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+    def _documents(self, examples):
+        """Blocks packed with `--packing documents`: attention only inside each document."""
+        input_ids = torch.as_tensor([e["input_ids"] for e in examples], dtype=torch.long)
+        position_ids = torch.as_tensor([e["position_ids"] for e in examples], dtype=torch.long)
+        input_ids, labels = self.mask_tokens(input_ids, torch.ones_like(input_ids, dtype=torch.bool))
+        return {"input_ids": input_ids, "position_ids": position_ids,
+                "attention_mask": document_attention_mask(position_ids), "labels": labels}
 
     def mask_tokens(self, input_ids: torch.Tensor, real: torch.Tensor):
         rng = self._rng()
@@ -119,6 +140,14 @@ class CausalLmCollator:
     pad_id: int = 0
 
     def __call__(self, examples):
+        if "position_ids" in examples[0]:
+            # Packed documents: a block-diagonal causal mask; a document's first token is not predicted from the
+            # previous document.
+            input_ids = torch.as_tensor([e["input_ids"] for e in examples], dtype=torch.long)
+            position_ids = torch.as_tensor([e["position_ids"] for e in examples], dtype=torch.long)
+            labels = input_ids.masked_fill(position_ids == 0, -100)
+            return {"input_ids": input_ids, "position_ids": position_ids, "labels": labels,
+                    "attention_mask": document_attention_mask(position_ids, causal=True)}
         input_ids, attention_mask = pad_sequences([e["input_ids"] for e in examples], self.pad_id)
         labels = input_ids.masked_fill(attention_mask == 0, -100)
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}

@@ -13,7 +13,9 @@ Hugging Face examples) become the validation split.
 
 Packing: documents are tokenized in batches (multi-process `datasets.map`), each followed by a separator token,
 concatenated and cut into equal blocks with numpy (no Python loop over tokens); each block gets the model's
-prefix/suffix special tokens. The result is saved to disk once (lmzoo.cache.build_once) and memory-mapped by every
+prefix/suffix special tokens (`--packing blocks`, the Hugging Face examples' way). `--packing documents` wraps
+each document in the special tokens instead and stores position ids that restart at every document, so the
+collators keep attention inside documents (no padding, no cross-document attention). The result is saved to disk once (lmzoo.cache.build_once) and memory-mapped by every
 later run with the same corpus, tokenizer and block layout.
 """
 
@@ -300,9 +302,34 @@ def pack_token_lists(token_lists, layout: BlockLayout) -> np.ndarray:
     return np.concatenate(parts, axis=1) if len(parts) > 1 else blocks
 
 
-def _pack_batch(batch, tokenizer, layout: BlockLayout):
+def pack_documents(token_lists, layout: BlockLayout) -> tuple[np.ndarray, np.ndarray]:
+    """Like `pack_token_lists`, but the special tokens wrap each document (MLM: [CLS] doc [SEP]; causal: doc
+    + end-of-text) instead of each block, and position ids restart at every document start (and at every block
+    start), so that attention can be kept inside documents. Returns (input_ids, position_ids)."""
+    ending = list(layout.suffix_ids) or ([] if layout.separator_id is None else [layout.separator_id])
+    docs = [np.asarray(list(layout.prefix_ids) + ids + ending, dtype=np.int64) for ids in token_lists if ids]
+    length = layout.block_length
+    if not docs:
+        empty = np.zeros((0, length), dtype=np.int64)
+        return empty, empty
+    stream = np.concatenate(docs)
+    starts = np.zeros(len(stream), dtype=bool)
+    starts[np.cumsum([0] + [len(d) for d in docs[:-1]])] = True
+    n_blocks = len(stream) // length
+    blocks = stream[: n_blocks * length].reshape(n_blocks, length)
+    starts = starts[: n_blocks * length].reshape(n_blocks, length)
+    starts[:, 0] = True
+    index = np.broadcast_to(np.arange(length), (n_blocks, length))
+    last_start = np.maximum.accumulate(np.where(starts, index, 0), axis=1)
+    return blocks, index - last_start
+
+
+def _pack_batch(batch, tokenizer, layout: BlockLayout, packing: str = "blocks"):
     texts = [t for t in batch["text"] if t and not t.isspace()]
     token_lists = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+    if packing == "documents":
+        input_ids, position_ids = pack_documents(token_lists, layout)
+        return {"input_ids": input_ids, "position_ids": position_ids}
     return {"input_ids": pack_token_lists(token_lists, layout)}
 
 
@@ -317,7 +344,7 @@ def default_num_workers(n_rows: int) -> int:
 
 
 def tokenize_corpus(raw, tokenizer, layout: BlockLayout, line_by_line: bool = False, num_workers: int | None = None,
-                    cache_file_names: dict | None = None):
+                    cache_file_names: dict | None = None, packing: str = "blocks"):
     """Tokenize every split; packed blocks, or one truncated example per line with `line_by_line`.
 
     `cache_file_names` ({split: path}) puts the intermediate Arrow files somewhere of the caller's choosing
@@ -328,7 +355,7 @@ def tokenize_corpus(raw, tokenizer, layout: BlockLayout, line_by_line: bool = Fa
     if line_by_line:
         fn, kwargs = _line_batch, {"tokenizer": tokenizer, "max_length": layout.block_length}
     else:
-        fn, kwargs = _pack_batch, {"tokenizer": tokenizer, "layout": layout}
+        fn, kwargs = _pack_batch, {"tokenizer": tokenizer, "layout": layout, "packing": packing}
     return raw.map(fn, fn_kwargs=kwargs, batched=True, batch_size=1000, num_proc=workers if workers > 1 else None,
                    remove_columns=["text"], desc="Tokenizing and packing", load_from_cache_file=False,
                    cache_file_names=cache_file_names)
@@ -341,7 +368,7 @@ def tokenized_cache_dir(args: DataArguments, cache_root: str, raw, tokenizer, la
 
     key = json.dumps([DATA_FORMAT_VERSION, kind, corpus_fingerprint(raw), tokenizer_fingerprint(tokenizer),
                       layout.block_length, list(layout.prefix_ids), list(layout.suffix_ids), layout.separator_id,
-                      args.line_by_line])
+                      args.line_by_line, args.packing])
     return os.path.join(cache_root, "tokenized", f"{kind}-{layout.block_length}-"
                         + hashlib.sha256(key.encode()).hexdigest()[:16])
 
@@ -356,11 +383,12 @@ def load_tokenized(args: DataArguments, cache_root: str, raw, tokenizer, layout:
         scratch = os.path.join(tmp, "_map")
         os.makedirs(scratch)
         names = {split: os.path.join(scratch, f"{split}.arrow") for split in raw}
-        tokenize_corpus(raw, tokenizer, layout, args.line_by_line, args.preprocessing_num_workers, names).save_to_disk(
-            os.path.join(tmp, "data"))
+        tokenize_corpus(raw, tokenizer, layout, args.line_by_line, args.preprocessing_num_workers, names,
+                        args.packing).save_to_disk(os.path.join(tmp, "data"))
         shutil.rmtree(scratch)
 
-    build_once(folder, build, f"tokenized {kind} blocks of {layout.block_length} tokens")
+    require(args.packing in ("blocks", "documents"), f"--packing must be blocks or documents, got {args.packing}")
+    build_once(folder, build, f"tokenized {kind} blocks of {layout.block_length} tokens ({args.packing} packing)")
     data = load_from_disk(os.path.join(folder, "data"))
     for split in ("train", "validation"):
         require(len(data[split]) > 0, f"the {split} split has fewer tokens than one block of {layout.block_length}; "
