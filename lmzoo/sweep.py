@@ -208,7 +208,8 @@ def parse_settings(argv: list[str]) -> Settings:
     seeds = parse_numbers(args.seeds, "SEEDS", int, positive=False)
     max_train_samples = parse_max_samples(args.max_train_samples)
     tasks = parse_tasks(args.tasks)
-    runner = tuple(shlex.split(args.runner)) if args.runner else (sys.executable, os.path.join(REPO_ROOT, "run_glue.py"))
+    default_runner = (sys.executable, os.path.join(REPO_ROOT, "run_glue.py"))
+    runner = tuple(shlex.split(args.runner)) if args.runner else default_runner
     model, label = resolve_model(args.model, output_root)
     return Settings(model, args.name or label, tasks, batch_sizes, learning_rates, epochs, seeds, max_train_samples,
                     os.path.abspath(glue_dir) if glue_dir else None, output_root, args.keep_checkpoints, runner,
@@ -473,7 +474,10 @@ def describe_plan(settings: Settings, points: list, todo: list, skipped: dict, d
     lines = [f"sweep: {settings.name} ({settings.model}) -> {settings.model_root}"]
     for task, why in skipped.items():
         lines.append(f"sweep: skipping {task}: its data is missing under {settings.glue_dir} ({why})")
-    where = f"{len(devices)} GPUs in parallel" if devices != [None] else "CPU, one run at a time"
+    if devices == [None]:
+        where = "CPU, one run at a time"
+    else:
+        where = "1 GPU" if len(devices) == 1 else f"{len(devices)} GPUs in parallel"
     lines.append(f"sweep: {len(points)} runs planned, {len(points) - len(todo)} already finished, "
                  f"{len(todo)} to run ({where})")
     return "\n".join(lines)

@@ -59,15 +59,17 @@ def fake(tmp_path, monkeypatch):
     checkpoint.mkdir()
     (checkpoint / "config.json").write_text("{}")
     glue_dir = tmp_path / "glue"
-    for folder, files in (("RTE", ("train.tsv", "dev.tsv")), ("MRPC", ("train.tsv", "dev.tsv")), ("STS-B", ("train.tsv",))):
+    layout = {"RTE": ("train.tsv", "dev.tsv"), "MRPC": ("train.tsv", "dev.tsv"), "STS-B": ("train.tsv",)}
+    for folder, files in layout.items():
         (glue_dir / folder).mkdir(parents=True)
         for name in files:
             (glue_dir / folder / name).write_text("header\n")
     env = {"SWEEP_RUNNER": f"{sys.executable} {runner}", "FAKE_CALLS": str(tmp_path / "calls.jsonl"),
            "GLUE_DIR": str(glue_dir), "OUTPUT_ROOT": str(tmp_path / "out"), "TASKS": "rte mrpc",
            "BATCH_SIZES": "16 32", "LEARNING_RATES": "5e-5 1e-4", "EPOCHS": "1", "SEEDS": "42"}
-    for name in ("CUDA_VISIBLE_DEVICES", "KEEP_CHECKPOINTS", "MAX_TRAIN_SAMPLES", "MODEL_NAME", "FAKE_FAIL"):
+    for name in ("KEEP_CHECKPOINTS", "MAX_TRAIN_SAMPLES", "MODEL_NAME", "FAKE_FAIL"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # no GPU, on any machine: one run at a time
     for name, value in env.items():
         monkeypatch.setenv(name, value)
 
@@ -90,6 +92,22 @@ def fake(tmp_path, monkeypatch):
 
 def run_sweep(*argv) -> int:
     return sweep.main(list(argv))
+
+
+def start_sweep(repo_root, model, *argv, **env_changes) -> subprocess.Popen:
+    """`python -m lmzoo.sweep` in its own process group (the test kills it), with this interpreter's packages."""
+    path = os.pathsep.join(filter(None, (str(repo_root), os.environ.get("PYTHONPATH"))))
+    return subprocess.Popen([sys.executable, "-m", "lmzoo.sweep", model, *argv], cwd=repo_root,
+                            env={**os.environ, "PYTHONPATH": path, **env_changes}, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(path, process, seconds=120) -> None:
+    deadline = time.time() + seconds
+    while not path.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    said = process.stderr.read() if process.poll() is not None else "(still running)"
+    assert path.exists(), f"{path.name} never appeared; the sweep said: {said}"
 
 
 def test_sweep_runs_the_grid_and_writes_the_tables(fake, capsys):
@@ -131,15 +149,9 @@ def test_a_failed_run_is_recorded_counted_and_redone_next_time(fake, monkeypatch
 
 def test_a_killed_sweep_resumes_with_only_what_is_missing(fake, repo_root):
     hang = "mrpc:16:5e-05"  # mrpc runs first; this is its first point
-    env = {**os.environ, "FAKE_HANG": hang, "PYTHONPATH": str(repo_root)}
-    sweep_process = subprocess.Popen([sys.executable, "-m", "lmzoo.sweep", fake.model, "--tasks", "mrpc rte"],
-                                     env=env, cwd=repo_root, start_new_session=True,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sweep_process = start_sweep(repo_root, fake.model, "--tasks", "mrpc rte", FAKE_HANG=hang)
     half_written = fake.runs / "mrpc" / "bs16_lr5e-5_ep1_seed42" / "half_written.safetensors"
-    deadline = time.time() + 120
-    while not half_written.exists() and time.time() < deadline:
-        time.sleep(0.2)
-    assert half_written.exists(), "the hanging run never started"
+    wait_for(half_written, sweep_process)
     os.killpg(sweep_process.pid, signal.SIGKILL)  # the sweep and its run die at once, as in a lost machine
     sweep_process.wait()
     assert [c["point"] for c in fake.calls()] == [hang]
@@ -153,13 +165,9 @@ def test_a_killed_sweep_resumes_with_only_what_is_missing(fake, repo_root):
 
 
 def test_sigterm_stops_the_run_and_leaves_it_to_be_redone(fake, repo_root):
-    env = {**os.environ, "FAKE_HANG": "rte:16:5e-05", "PYTHONPATH": str(repo_root)}
-    sweep_process = subprocess.Popen([sys.executable, "-m", "lmzoo.sweep", fake.model, "--tasks", "rte"], env=env,
-                                     cwd=repo_root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    sweep_process = start_sweep(repo_root, fake.model, "--tasks", "rte", FAKE_HANG="rte:16:5e-05")
     folder = fake.runs / "rte" / "bs16_lr5e-5_ep1_seed42"
-    deadline = time.time() + 120
-    while not (folder / "half_written.safetensors").exists() and time.time() < deadline:
-        time.sleep(0.2)
+    wait_for(folder / "half_written.safetensors", sweep_process)
     sweep_process.terminate()
     assert sweep_process.wait(timeout=60) == 130
     assert "interrupted; the same command resumes" in sweep_process.stderr.read()
