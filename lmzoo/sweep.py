@@ -357,7 +357,8 @@ class Runner:
         ok = exit_code == 0 and written is not None and record_status(written) == "completed"
         record = written if ok else failure_record(point, self.settings, exit_code, log, command,
                                                    time.time() - started, written)
-        record["sweep"] = {"point": point.name, "name": self.settings.name, "request": self.settings.request()}
+        record["sweep"] = {"point": point.name, "name": self.settings.name, "request": self.settings.request(),
+                           "seconds": round(time.time() - started, 1)}
         atomic_write_json(os.path.join(folder, RECORD_NAME), record)
         if not self.settings.keep_checkpoints:
             remove_weights(folder)

@@ -16,6 +16,7 @@ import argparse
 import math
 import os
 import re
+import shlex
 import sys
 import tempfile
 import time
@@ -316,6 +317,14 @@ def describe_cap(records: list[dict], key: str) -> str:
     return "; ".join(f"{', '.join(sorted(tasks))}: {value}" for value, tasks in sorted(by_task.items()))
 
 
+def describe_train_examples(records: list[dict]) -> str:
+    """The cap, and the tasks whose whole training set is smaller: 'first 2000 (wnli: all 635)'."""
+    smaller = {r["task"]: r["train_examples"] for r in records
+               if r.get("max_train_samples") and r.get("train_examples") and r["train_examples"] < r["max_train_samples"]}
+    note = ", ".join(f"{task}: all {count}" for task, count in sorted(smaller.items()))
+    return describe_cap(records, "max_train_samples") + (f" ({note})" if note else "")
+
+
 def describe_hardware(records: list[dict]) -> str:
     names = set()
     for record in records:
@@ -346,13 +355,46 @@ def glue_budget_table(models: list[str], cells: dict[tuple, GridCell]) -> str:
                         describe_values({float(r["learning_rate"]) for r in runs}, format_lr),
                         describe_values({float(r["num_train_epochs"]) for r in runs}))),
             describe_values({r.get("seed") for r in runs}),
-            describe_cap(runs, "max_train_samples"),
+            describe_train_examples(runs),
             describe_cap(runs, "max_eval_samples"),
             f"{completed} completed, {len(runs) - completed} failed or diverged",
-            describe_duration(sum(r.get("wall_time_s") or 0 for r in runs)),
+            describe_duration(sum(run_seconds(r) for r in runs)),
             describe_hardware(runs),
         ])
     return markdown_table(header, rows)
+
+
+def run_seconds(record: dict) -> float:
+    """The run's wall time as its sweep measured it (start-up included), else as the run measured itself."""
+    return (record.get("sweep") or {}).get("seconds") or record.get("wall_time_s") or 0
+
+
+def sweep_command(runs: list[dict]) -> str | None:
+    """The sweep_glue.sh line that reruns a row, from the settings its records say they were run with."""
+    requests = [r["sweep"]["request"] for r in runs if (r.get("sweep") or {}).get("request")]
+    if not requests:
+        return None
+    request = requests[-1]
+    model = model_label(request["model"]) if os.path.isabs(request["model"]) else request["model"]
+    grid = {"TASKS": [t for t in GLUE_TABLE_TASKS if any(r["task"] == t for r in runs)],
+            "BATCH_SIZES": [str(b) for b in sorted({r["batch_size"] for r in runs})],
+            "LEARNING_RATES": [format_lr(x) for x in sorted({float(r["learning_rate"]) for r in runs})],
+            "EPOCHS": [format_number(x) for x in sorted({float(r["num_train_epochs"]) for r in runs})],
+            "SEEDS": [str(s) for s in sorted({r.get("seed") for r in runs if r.get("seed") is not None})],
+            "MAX_TRAIN_SAMPLES": [str(request["max_train_samples"])] if request.get("max_train_samples") else [],
+            "MODEL_NAME": [request["name"]] if request.get("name") not in (None, model) else []}
+    variables = [f"{name}={shlex.quote(' '.join(values))}" for name, values in grid.items() if values]
+    extra = ["--", *request["extra_args"]] if request.get("extra_args") else []
+    return " ".join([*variables, shlex.join(["bash", "sweep_glue.sh", model, *extra])])
+
+
+def sweep_commands(models: list[str], cells: dict[tuple, GridCell]) -> str:
+    lines = []
+    for model in models:
+        command = sweep_command([r for c in cells.values() if c.model == model for r in c.runs])
+        if command:
+            lines.append(f"- {model}: `{command}`")
+    return "\n".join(lines)
 
 
 def format_size(parameters) -> str:
@@ -426,7 +468,11 @@ def render_markdown(records: list[dict], cells: dict[tuple, GridCell], best: dic
                   glue_score_table(models, best), "",
                   "The winning grid point of each cell:", "", glue_winner_table(models, best), "",
                   "What each row cost (a row trained on a subset, or for fewer epochs than the reference's 4, "
-                  "is not comparable with the reference tables):", "", glue_budget_table(models, cells), ""]
+                  "is not comparable with the reference tables; run time sums the runs, start-up included):", "",
+                  glue_budget_table(models, cells), ""]
+        commands = sweep_commands(models, cells)
+        if commands:
+            parts += ["The sweeps that made these rows (rerunning one resumes it):", "", commands, ""]
     for title, group in figures.items():
         if group:
             parts += [f"## {title}", "", figure_links(group, link_base), ""]

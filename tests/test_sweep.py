@@ -116,7 +116,8 @@ def test_sweep_runs_the_grid_and_writes_the_tables(fake, capsys):
         f"{t}:{b}:{lr}" for t in ("rte", "mrpc") for b in (16, 32) for lr in ("5e-05", "0.0001"))
     folder = fake.runs / "rte" / "bs32_lr1e-4_ep1_seed42"
     assert sorted(os.listdir(folder)) == ["dev_predictions.tsv", RECORD_NAME, "run.log"]  # weights deleted
-    assert fake.record("rte", "bs32_lr1e-4_ep1_seed42")["sweep"]["name"] == "tiny-bert"
+    written_by_sweep = fake.record("rte", "bs32_lr1e-4_ep1_seed42")["sweep"]
+    assert written_by_sweep["name"] == "tiny-bert" and written_by_sweep["seconds"] > 0
     best = json.loads((fake.out / "zoo" / "best.json").read_text())["glue"]["tiny-bert"]
     assert (best["rte"]["batch_size"], best["rte"]["learning_rate"]) == (32, 1e-4)
     assert sorted(os.listdir(fake.out / "zoo" / "figures")) == ["glue_tiny-bert_mrpc.png", "glue_tiny-bert_rte.png"]

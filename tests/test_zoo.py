@@ -98,6 +98,22 @@ def test_winner_table_names_each_cells_grid_point(grid_results):
     assert "bs 32, lr 1e-4, 3 ep" in row and "bs 32, lr 5e-5, 3 ep" in row
 
 
+def test_budget_row_and_the_command_that_reruns_it(tmp_path):
+    request = {"name": "minilm", "model": "minilm", "max_train_samples": 2000,
+               "extra_args": ["--per_device_eval_batch_size", "64"]}
+    for task, count in (("rte", 2000), ("wnli", 635)):
+        for lr in (5e-5, 1e-4):
+            write_record(tmp_path / task / str(lr), glue_record(
+                task=task, lr=lr, train_examples=count, sweep={"name": "minilm", "request": request, "seconds": 90}))
+    cells = zoo.glue_grid(zoo.find_records([str(tmp_path)]))
+    row = zoo.glue_budget_table(["minilm"], cells).splitlines()[2]
+    assert row == ("| minilm | wnli, rte | {32} x {5e-5, 1e-4} x {3} | {42} | first 2000 (wnli: all 635) | all | "
+                   "4 completed, 0 failed or diverged | 6 min | CPU (2 cores) |")
+    assert zoo.sweep_commands(["minilm"], cells) == (
+        "- minilm: `TASKS='wnli rte' BATCH_SIZES=32 LEARNING_RATES='5e-5 1e-4' EPOCHS=3 SEEDS=42 "
+        "MAX_TRAIN_SAMPLES=2000 bash sweep_glue.sh minilm -- --per_device_eval_batch_size 64`")
+
+
 def test_pretrain_table_row():
     table = zoo.pretrain_table([pretrain_record()]).splitlines()
     assert table[0] == "| Model | Size | perplexity | eval_loss | config |"
