@@ -320,7 +320,7 @@ def describe_cap(records: list[dict], key: str) -> str:
 def describe_train_examples(records: list[dict]) -> str:
     """The cap, and the tasks whose whole training set is smaller: 'first 2000 (wnli: all 635)'."""
     smaller = {r["task"]: r["train_examples"] for r in records
-               if r.get("max_train_samples") and r.get("train_examples") and r["train_examples"] < r["max_train_samples"]}
+               if r.get("max_train_samples") and 0 < (r.get("train_examples") or 0) < r["max_train_samples"]}
     note = ", ".join(f"{task}: all {count}" for task, count in sorted(smaller.items()))
     return describe_cap(records, "max_train_samples") + (f" ({note})" if note else "")
 
