@@ -7,6 +7,7 @@ for long runs (keep two checkpoints, log every 50 steps).
 """
 
 import dataclasses
+import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -164,16 +165,26 @@ def prepare_output_dir(training_args) -> str | None:
 
 
 def latest_complete_checkpoint(folder: str) -> str | None:
-    """The newest checkpoint-N folder whose trainer state was written (the Trainer writes it last)."""
+    """The newest checkpoint-N folder whose trainer state was fully written (the Trainer writes it last, after
+    the weights and optimizer), so a checkpoint cut short by a kill is never chosen."""
     candidates = []
     for name in os.listdir(folder):
         path = os.path.join(folder, name)
         if name.startswith("checkpoint-") and name[len("checkpoint-"):].isdigit() and os.path.isdir(path):
-            if os.path.isfile(os.path.join(path, "trainer_state.json")):
+            if _readable_json(os.path.join(path, "trainer_state.json")):
                 candidates.append((int(name[len("checkpoint-"):]), path))
     if not candidates:
         return None
     return max(candidates)[1]
+
+
+def _readable_json(path: str) -> bool:
+    try:
+        with open(path, encoding="utf-8") as f:
+            json.load(f)
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 def check_writable_dir(path: str, flag: str) -> None:

@@ -144,17 +144,23 @@ class ThroughputCallback(TrainerCallback):
 
 
 class DivergenceGuard(TrainerCallback):
-    """Stops training at the first NaN or infinite logged loss; the run is then recorded as diverged and the
-    checkpoints written before it are kept."""
+    """Stops training at the first NaN or infinite loss, before anything is saved from the diverged weights; the
+    run is then recorded as diverged and the checkpoints written before it are kept. The Trainer reports each
+    step's loss through `observe` (every step, not only at logging steps, so no checkpoint of a diverged model
+    is written in between)."""
 
     def __init__(self):
         self.diverged_at_step = None
+        self.bad_loss = None
 
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(loss) and self.diverged_at_step is None:
-            self.diverged_at_step = state.global_step
+    def observe(self, loss, step: int) -> None:
+        if self.diverged_at_step is None and not torch.isfinite(loss).all().item():
+            self.diverged_at_step, self.bad_loss = step, float(loss.detach().float().mean())
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.diverged_at_step is not None:
             control.should_training_stop = True
             control.should_save = False
-            print(f"[lmzoo] training diverged: loss {loss} at step {state.global_step}; stopping, "
+            control.should_evaluate = False
+            print(f"[lmzoo] training diverged: loss {self.bad_loss} at step {self.diverged_at_step}; stopping and "
                   "keeping the last good checkpoint", flush=True)

@@ -57,14 +57,15 @@ def document_attention_mask(position_ids: torch.Tensor, causal: bool = False) ->
 @dataclass
 class MlmCollator:
     """Mask `mlm_probability` of the tokens (never special tokens or padding); of those, 80% become [MASK],
-    10% a random token, 10% stay. Labels are the original ids at masked positions and -100 elsewhere."""
+    10% a random token, 10% stay. Labels are the original ids at masked positions and -100 elsewhere.
+    Random draws come from torch's global generator, or from a generator of its own when `seed` is given."""
 
     tokenizer: object
     mlm_probability: float = 0.15
     mask_replace_prob: float = 0.8
     random_replace_prob: float = 0.1
     whole_word_mask: bool = False
-    seed: int = 42
+    seed: int | None = None
     pad_to_multiple_of: int | None = None
     _generator: torch.Generator | None = field(default=None, init=False, repr=False)
     _generator_pid: int | None = field(default=None, init=False, repr=False)
@@ -82,7 +83,11 @@ class MlmCollator:
         """Start the mask sequence over (evaluation resets it so every evaluation sees the same masks)."""
         self._generator = None
 
-    def _rng(self) -> torch.Generator:
+    def _rng(self) -> torch.Generator | None:
+        """None (torch's global generator) without a seed: the Trainer seeds it, checkpoints it and restores it on
+        resume, so a resumed run masks exactly like an uninterrupted one. With a seed (evaluation): our own."""
+        if self.seed is None:
+            return None
         if self._generator is None or self._generator_pid != os.getpid():
             worker = torch.utils.data.get_worker_info()
             seed = self.seed + (worker.id if worker is not None else 0) + 1000 * int(os.environ.get("RANK", "0"))

@@ -264,5 +264,11 @@ def print_summary(record: dict, metrics: dict, output_dir: str) -> None:
                      f"(window {record['strided']['strided_window']}, stride {record['strided']['strided_stride']})")
     for sample in record.get("samples", []):
         lines.append(f"[lmzoo] sample: {sample['prompt']!r} -> {sample['continuation']!r}")
-    lines.append(f"[lmzoo] checkpoint and tokenizer: {os.path.abspath(output_dir)}")
+    if record["status"] == "completed":
+        lines.append(f"[lmzoo] checkpoint and tokenizer: {os.path.abspath(output_dir)}")
+    else:
+        from .args import latest_complete_checkpoint
+
+        kept = latest_complete_checkpoint(output_dir)
+        lines.append(f"[lmzoo] nothing saved from the diverged weights; last good checkpoint: {kept or 'none'}")
     print("\n".join(lines), flush=True)

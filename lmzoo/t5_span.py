@@ -185,7 +185,7 @@ class DataCollatorForT5SpanCorruption:
     target_length: int | None = None
     noise_density: float = 0.15
     mean_noise_span_length: float = 3.0
-    seed: int = 0
+    seed: int | None = 0
     sentinel_ids: Sequence[int] | None = None
     eos_token_id: int | None = None
     pad_token_id: int | None = None
@@ -239,7 +239,12 @@ class DataCollatorForT5SpanCorruption:
         self._rng = None
 
     def _generator(self) -> np.random.Generator:
-        """The collator's Generator; a DataLoader worker gets its own, seeded from its torch seed."""
+        """The collator's Generator; a DataLoader worker gets its own, seeded from its torch seed.
+
+        With ``seed=None`` each batch's Generator is seeded from torch's global generator instead, which the
+        Trainer checkpoints and restores: a resumed run then corrupts exactly like an uninterrupted one."""
+        if self.seed is None:
+            return np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
         worker = get_worker_info()
         owner = None if worker is None else worker.seed
         if self._rng is None or self._rng_owner != owner:

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from transformers import Trainer
 
+from .callbacks import DivergenceGuard
+
 # Where the prediction head starts, per model type (the module whose input is the final hidden states).
 MLM_HEAD_MODULES = {"bert": "cls", "roberta": "lm_head", "xlm-roberta": "lm_head", "camembert": "lm_head",
                     "distilbert": "vocab_transform", "electra": "generator_predictions"}
@@ -122,6 +124,13 @@ class LmTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.objective = objective
         self.eval_collator = eval_collator  # its own seeded masks, so evaluation does not disturb training's
+        self.guard = next((c for c in self.callback_handler.callbacks if isinstance(c, DivergenceGuard)), None)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self.guard is not None:
+            self.guard.observe(loss, self.state.global_step + 1)
+        return loss
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         own = None if return_outputs else self.objective.train_loss_sum(model, inputs)

@@ -1,0 +1,99 @@
+"""What survives what: kills mid-step and mid-checkpoint, atomic records, a diverged loss."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from lmzoo.args import latest_complete_checkpoint
+from lmzoo.records import atomic_write_json
+
+TINY_GPT2 = "n_layer=1,n_embd=32,n_head=2"
+
+
+def clm_command(repo_root, data_dir, out, *extra):
+    return [sys.executable, str(repo_root / "run_clm.py"), "--config_name", "gpt2", "--config_overrides", TINY_GPT2,
+            "--train_file", str(data_dir / "tinyshakespeare" / "input.txt"), "--vocab_size", "600",
+            "--block_size", "32", "--max_eval_samples", "16", "--output_dir", str(out), "--do_train", "--do_eval",
+            "--max_steps", "40", "--save_steps", "10", "--per_device_train_batch_size", "8", "--logging_steps", "5",
+            "--disable_tqdm", "True", "--seed", "5", *extra]
+
+
+@pytest.fixture
+def env(tmp_path):
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def final_eval_loss(out):
+    return json.loads((out / "all_results.json").read_text())["eval_loss"]
+
+
+def test_sigkill_mid_training_then_the_same_command_ends_where_an_uninterrupted_run_does(repo_root, data_dir,
+                                                                                         tmp_path, env):
+    whole = tmp_path / "whole"
+    subprocess.run(clm_command(repo_root, data_dir, whole), env=env, check=True, capture_output=True, timeout=600)
+
+    killed = tmp_path / "killed"
+    command = clm_command(repo_root, data_dir, killed)
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while latest_complete_checkpoint(killed) is None if killed.exists() else True:
+        assert time.time() < deadline and proc.poll() is None, "no checkpoint before the run ended"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)  # mid-step, right after the first checkpoint landed
+    proc.wait()
+    assert not (killed / "all_results.json").exists()
+    subprocess.run(command, env=env, check=True, capture_output=True, timeout=600)
+    # CPU kernels are deterministic and the Trainer restores optimizer, scheduler and RNG state (the collators
+    # draw from the global RNG), so the resumed run is the uninterrupted one, bit for bit.
+    assert final_eval_loss(killed) == final_eval_loss(whole)
+    assert json.loads((killed / "lmzoo_record.json").read_text())["steps"] == 40
+
+
+def test_a_checkpoint_cut_short_is_never_resumed(repo_root, data_dir, tmp_path, env):
+    out = tmp_path / "run"
+    command = clm_command(repo_root, data_dir, out, "--max_steps", "20")
+    subprocess.run(command, env=env, check=True, capture_output=True, timeout=600)
+    reference = final_eval_loss(out)
+    # a kill while checkpoint-30 was being written: weights there, trainer state cut in half
+    shutil.copytree(out / "checkpoint-20", out / "checkpoint-30")
+    state = (out / "checkpoint-30" / "trainer_state.json").read_text()
+    (out / "checkpoint-30" / "trainer_state.json").write_text(state[: len(state) // 2])
+    assert latest_complete_checkpoint(str(out)).endswith("checkpoint-20")
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "checkpoint-20" in proc.stdout + proc.stderr  # resumed from the complete one
+    assert final_eval_loss(out) == reference
+
+
+def test_atomic_write_leaves_the_old_file_when_interrupted(tmp_path, monkeypatch):
+    path = tmp_path / "lmzoo_record.json"
+    atomic_write_json(str(path), {"eval_loss": 1.0})
+
+    def killed(*args):
+        raise KeyboardInterrupt  # stands for a kill between writing the temporary file and renaming it
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_json(str(path), {"eval_loss": 2.0})
+    assert json.loads(path.read_text()) == {"eval_loss": 1.0}
+    assert os.listdir(tmp_path) == ["lmzoo_record.json"]  # no temporary left behind
+
+
+def test_a_diverged_run_stops_keeps_the_good_checkpoints_and_says_so(cli, data_dir, tmp_path):
+    out = tmp_path / "run"
+    args = clm_command(tmp_path, data_dir, out, "--save_steps", "1", "--learning_rate", "1e6", "--max_grad_norm", "0",
+                       "--warmup_steps", "0", "--save_total_limit", "5")[2:]
+    code, stdout, _ = cli("run_clm.py", *args)
+    assert code == 3
+    record = json.loads((out / "lmzoo_record.json").read_text())
+    assert record["status"] == "diverged" and record["eval_loss"] is None
+    assert "training diverged" in stdout and "last good checkpoint" in stdout
+    saved = sorted(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*"))
+    assert saved and max(saved) == record["diverged_at_step"] - 1  # every good step saved, nothing after
+    assert not (out / "model.safetensors").exists()  # no final model from the diverged weights
