@@ -487,16 +487,16 @@ def describe_plan(settings: Settings, points: list, todo: list, skipped: dict, d
 def sweep(settings: Settings) -> int:
     """Run what is missing, rebuild the zoo tables; returns the number of failed runs."""
     points, skipped = plan(settings)
-    check_same_request(points, settings)
-    todo = [p for p in points if not is_finished(p.folder(settings))]
-    devices = visible_gpus()
-    print(describe_plan(settings, points, todo, skipped, devices), flush=True)
-    if settings.dry_run:
-        for point in todo:
-            print(shlex.join([*settings.runner, *run_arguments(point, settings, point.folder(settings))]))
-        return 0
     require(bool(points), "no task has data: nothing to run")
-    with hold_sweep_lock(settings):
+    with contextlib.nullcontext() if settings.dry_run else hold_sweep_lock(settings):
+        check_same_request(points, settings)
+        todo = [p for p in points if not is_finished(p.folder(settings))]
+        devices = visible_gpus()
+        print(describe_plan(settings, points, todo, skipped, devices), flush=True)
+        if settings.dry_run:
+            for point in todo:
+                print(shlex.join([*settings.runner, *run_arguments(point, settings, point.folder(settings))]))
+            return 0
         completed, failed = run_all(todo, Runner(settings), devices)
     print(f"sweep: {completed} completed, {failed} failed, {len(points) - len(todo)} skipped as finished", flush=True)
     build_zoo([settings.output_root], out_dir=os.path.join(settings.output_root, "zoo"))

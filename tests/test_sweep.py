@@ -5,6 +5,7 @@ the grid points it is told to), so the bookkeeping is tested in seconds; one tes
 run_glue.py on a few examples of the real GLUE data.
 """
 
+import fcntl
 import json
 import os
 import signal
@@ -208,6 +209,16 @@ def test_finished_runs_with_other_settings_are_not_taken_for_these(fake, capsys)
     assert "finished with other settings: max_train_samples 100 (now None)" in capsys.readouterr().err
     assert run_sweep(fake.model, "--tasks", "rte", "--name", "tiny-bert-full") == 0
     assert (fake.out / "glue" / "tiny-bert-full" / "rte").is_dir()
+
+
+def test_two_sweeps_of_one_model_do_not_run_at_once(fake, capsys):
+    fake.runs.mkdir(parents=True)
+    with open(fake.runs / ".sweep.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a running sweep holds it
+        with pytest.raises(SystemExit) as exit_info:
+            run_sweep(fake.model, "--tasks", "rte")
+    assert exit_info.value.code == 2 and "another sweep is running on" in capsys.readouterr().err
+    assert fake.calls() == []
 
 
 def test_a_name_under_the_output_root_resolves(fake, capsys):
