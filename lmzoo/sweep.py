@@ -15,8 +15,9 @@ record, dev predictions. Resuming: a run whose record says completed (or diverge
 skipped; any other folder (a run killed halfway, a failed run) is cleared and run again. A failed run gets a
 record with status "failed", its exit code and its log, and the sweep goes on. Model weights and checkpoints are
 deleted once a run is recorded, unless KEEP_CHECKPOINTS=1. Runs go one per visible GPU in parallel (each worker
-sees one GPU through CUDA_VISIBLE_DEVICES), one at a time on CPU. At the end the zoo tables and figures are
-rebuilt under OUTPUT_ROOT/zoo (see lmzoo.zoo).
+sees one GPU through CUDA_VISIBLE_DEVICES), one at a time on CPU; on a CPU shared with other jobs,
+OMP_NUM_THREADS=1 can be several times faster than oversubscribed threads. At the end the zoo tables and figures
+are rebuilt under OUTPUT_ROOT/zoo (see lmzoo.zoo).
 
 Exit status: the number of failed runs (0: all good; capped at 125), 2 for a usage error, 130 when interrupted.
 """
