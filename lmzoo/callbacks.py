@@ -112,21 +112,30 @@ class ThroughputCallback(TrainerCallback):
         self.window_start, self.window_step = time.perf_counter(), state.global_step
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs is None or "loss" not in logs or self.window_start is None:
-            return
-        now = time.perf_counter()
-        steps = state.global_step - self.window_step
-        seconds = now - self.window_start
-        if steps <= 0 or seconds <= 0:
-            return
-        self.train_seconds += seconds
-        self.train_steps += steps
-        logs.update(self._rates(steps, seconds, prefix="train_"))
-        self.window_start, self.window_step = now, state.global_step
+        if logs is not None and "loss" in logs:
+            rates = self._close_window(state)
+            if rates:
+                logs.update(rates)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self._close_window(state)  # the steps after the last logging step count too
 
     def on_evaluate(self, args, state, control, **kwargs):
-        # evaluation time is not training time: restart the window after it
+        # evaluation time is not training time: restart the window after it (the steps since the last log and
+        # the evaluation's time are both left out)
         self.window_start, self.window_step = time.perf_counter(), state.global_step
+
+    def _close_window(self, state) -> dict | None:
+        if self.window_start is None:
+            return None
+        now = time.perf_counter()
+        steps, seconds = state.global_step - self.window_step, now - self.window_start
+        self.window_start, self.window_step = now, state.global_step
+        if steps <= 0 or seconds <= 0:
+            return None
+        self.train_seconds += seconds
+        self.train_steps += steps
+        return self._rates(steps, seconds, prefix="train_")
 
     def _rates(self, steps: int, seconds: float, prefix: str) -> dict:
         samples = steps * self.samples_per_step / seconds

@@ -244,9 +244,19 @@ def finish_run(trainer, run: Run, *, script: str, model_args, data_args, config,
                 metrics.update({k: v for k, v in record["strided"].items() if isinstance(v, (int, float))})
         write_run_results(args.output_dir, metrics, record)
         print_summary(record, metrics, args.output_dir)
+    end_distributed()
     if status == "diverged":
         raise SystemExit(3)
     return record
+
+
+def end_distributed() -> None:
+    """Close the process group (torch warns about leaked resources otherwise)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def print_summary(record: dict, metrics: dict, output_dir: str) -> None:
