@@ -65,12 +65,22 @@ def start_run(training_args, data_args) -> Run:
             "no training data: give --train_file (a local .txt/.jsonl/...), --dataset_dir, or --dataset_name "
             "(a Hub dataset, or `demo` for the embedded demo corpus)")
     cache_root = os.path.abspath(data_args.cache_dir or default_cache_dir())
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(cache_root, "torchinductor"))
+    place_compile_cache(cache_root)
     set_seed(training_args.seed)
     if resume_from:
         logger.info("resuming from %s", resume_from)
         training_args.eval_on_start = False  # the untrained model was measured by the first run
     return Run(training_args, cache_root, resume_from)
+
+
+def place_compile_cache(cache_root: str) -> None:
+    """torch.compile's cache goes under --cache_dir, not the system temp folder, unless the user set
+    TORCHINDUCTOR_CACHE_DIR (torch fills in its own default as soon as inductor is imported: that one we move)."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir as torch_default
+
+    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if current is None or os.path.abspath(current) == os.path.abspath(torch_default()):
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(cache_root, "torchinductor")
 
 
 def remove_checkpoints(output_dir: str) -> None:

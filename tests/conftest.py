@@ -4,7 +4,9 @@ The real data (GLUE TSVs, WikiText-2, tiny-shakespeare, tokenizer files) is name
 need it skip cleanly when it is not set or absent.
 """
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 
 _CACHE_ROOT = tempfile.mkdtemp(prefix="lmzoo-tests-")
+atexit.register(shutil.rmtree, _CACHE_ROOT, ignore_errors=True)
 # Set before datasets/transformers are imported anywhere in the test session.
 os.environ.setdefault("HF_HOME", os.path.join(_CACHE_ROOT, "hf"))
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(_CACHE_ROOT, "inductor"))
