@@ -242,8 +242,10 @@ def load_raw_corpus(args: DataArguments, cache_dir: str | None = None):
     if "validation" not in raw:
         pct = args.validation_split_percentage
         require(0 < pct < 100, f"--validation_split_percentage must be between 1 and 99, got {pct}")
-        n_val = max(1, len(raw["train"]) * pct // 100)
         train = raw["train"]
+        require(len(train) >= 2, f"{source} holds a single document, too few to hold out a validation split; "
+                                 "give --validation_file (or separate documents with blank lines)")
+        n_val = max(1, len(train) * pct // 100)
         raw = DatasetDict({"validation": train.select(range(n_val)), "train": train.select(range(n_val, len(train)))})
     for split in ("train", "validation"):
         require(len(raw[split]) > 0, f"{source}: the {split} split is empty")

@@ -7,7 +7,8 @@ TINY = "num_hidden_layers=2,hidden_size=64,num_attention_heads=2,intermediate_si
 
 @pytest.fixture
 def files(tmp_path):
-    (tmp_path / "good.txt").write_text("Some English text for a test.\n" * 50)
+    (tmp_path / "good.txt").write_text("Some English text for a test.\n\n" * 50)
+    (tmp_path / "one_document.txt").write_text("One paragraph of English text, no blank line.\n" * 50)
     (tmp_path / "empty.txt").write_text("")
     (tmp_path / "latin1.txt").write_bytes("caf\xe9\n".encode("latin-1") * 20)
     (tmp_path / "notes.docx").write_text("x")
@@ -26,6 +27,7 @@ CASES = [
     ({"--train_file": "{tmp}/rows.jsonl"}, "no column 'text'"),
     ({"--train_file": None, "--dataset_name": "no-such/corpus"}, "--dataset_name no-such/corpus"),
     ({"--train_file": None}, "no training data"),
+    ({"--train_file": "{tmp}/one_document.txt"}, "single document"),
     ({"--fp16": "True"}, "--fp16 needs a CUDA GPU"),
     ({"--bf16": "True", "--fp16": "True"}, "--fp16 and --bf16"),
     ({"--per_device_train_batch_size": "0"}, "--per_device_train_batch_size must be a positive integer"),
@@ -65,3 +67,37 @@ def test_run_mlm_bad_input(cli, files, changes, culprit, request):
     assert "Traceback" not in err
     assert len(errors) == 1 and culprit in errors[0], err
     assert not (files / "out" / "lmzoo_record.json").exists()
+
+
+OTHER_SCRIPTS = [
+    ("run_clm.py", ["--config_name", "bert-tiny"], "run_clm.py trains gpt2"),
+    ("run_clm.py", ["--config_name", "gpt2", "--block_size", "64", "--max_seq_length", "32"], "--block_size and --max_seq_length disagree"),
+    ("run_clm.py", ["--config_name", "gpt2", "--block_size", "4096"], "--block_size 4096 is larger than the model's 1024 positions"),
+    ("run_clm.py", ["--config_name", "gpt2", "--packing", "sentences"], "--packing"),
+    ("run_t5_span.py", ["--config_name", "t5-small", "--noise_density", "1.5"], "--noise_density must be in (0, 1)"),
+    ("run_t5_span.py", ["--config_name", "t5-small", "--mean_noise_span_length", "0.5"], "--mean_noise_span_length must be >= 1"),
+    ("run_t5_span.py", ["--config_name", "gpt2"], "run_t5_span.py trains t5"),
+    ("run_t5_span.py", ["--config_name", "t5-small", "--max_seq_length", "4"], "--max_seq_length must be at least 8"),
+]
+
+
+@pytest.mark.parametrize("script, args, culprit", OTHER_SCRIPTS, ids=[c for _, _, c in OTHER_SCRIPTS])
+def test_other_pretraining_scripts_bad_input(cli, files, script, args, culprit):
+    code, _, err = cli(script, *args, "--train_file", files / "good.txt", "--output_dir", files / "out",
+                       "--do_train", "--max_steps", "2", "--vocab_size", "300")
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert code == 2 and "Traceback" not in err, err
+    assert len(errors) == 1 and culprit in errors[0], err
+    assert not (files / "out" / "lmzoo_record.json").exists()
+
+
+def test_json_arguments_file_and_a_missing_one(cli, files):
+    import json
+
+    config = files / "args.json"
+    config.write_text(json.dumps({"config_name": "bert-tiny", "train_file": str(files / "missing.txt"),
+                                  "output_dir": str(files / "out"), "do_train": True}))
+    code, _, err = cli("run_mlm.py", config)
+    assert code == 2 and "missing.txt does not exist" in err
+    code, _, err = cli("run_mlm.py", files / "nope.yaml")
+    assert code == 2 and "arguments file" in err and "nope.yaml" in err
