@@ -275,7 +275,8 @@ def test_real_sweep_of_minilm_on_cpu(data_dir, tmp_path, repo_root):
     (glue_dir / "WNLI" / "train.tsv").write_text((data_dir / "glue" / "WNLI" / "train.tsv").read_text())
     (glue_dir / "WNLI" / "dev.tsv").write_text("index\tsentence1\tsentence2\tlabel\n0\ta\tb\tmaybe\n")
     env = {**os.environ, "TASKS": "rte wnli", "BATCH_SIZES": "8 16", "LEARNING_RATES": "5e-5 1e-4", "EPOCHS": "1",
-           "MAX_TRAIN_SAMPLES": "8", "GLUE_DIR": str(glue_dir), "OUTPUT_ROOT": str(tmp_path / "out")}
+           "MAX_TRAIN_SAMPLES": "8", "GLUE_DIR": str(glue_dir), "OUTPUT_ROOT": str(tmp_path / "out"),
+           "OMP_NUM_THREADS": "1"}  # tiny batches gain nothing from a second thread, and lose much on a busy CPU
     env.pop("SWEEP_RUNNER", None)
     result = subprocess.run(["bash", str(repo_root / "sweep_glue.sh"), "minilm", "--",
                              "--max_eval_samples", "8", "--max_seq_length", "32"],
