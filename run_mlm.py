@@ -6,6 +6,13 @@
 
 Leaves in --output_dir a checkpoint that AutoModelForMaskedLM / AutoTokenizer load, all_results.json and
 lmzoo_record.json (the zoo tables' input).
+
+With --teacher_name_or_path DIR the model is a student distilled from that masked-LM checkpoint, DistilBERT's
+way (lmzoo.distill): --alpha_ce x soft-target KL + --alpha_mlm x masked-LM loss + --alpha_cos x hidden-state
+cosine loss, at --temperature; --init_student_from_teacher starts it from every other teacher layer.
+
+    python run_mlm.py --teacher_name_or_path outputs/bert-mini --config_name bert-mini \
+        --config_overrides num_hidden_layers=2 --init_student_from_teacher --train_file wiki.train.raw ...
 """
 
 from dataclasses import dataclass, field
@@ -13,8 +20,11 @@ from dataclasses import dataclass, field
 from transformers import AutoModelForMaskedLM
 
 from lmzoo.args import DataArguments, PretrainingArguments, ModelArguments, parse_args
+from lmzoo.callbacks import precision_of
 from lmzoo.collators import MlmCollator
 from lmzoo.data import load_raw_corpus, load_tokenized, mlm_layout
+from lmzoo.distill import (DistillationArguments, DistillationObjective, check_student_fits_teacher,
+                           init_student_from_teacher, prepare_teacher, teacher_forward_flops)
 from lmzoo.errors import require, run_main
 from lmzoo.pretrain import (block_length, build_config, build_model, build_tokenizer, check_model_type, finish_run,
                             start_run)
@@ -33,24 +43,41 @@ class MlmArguments:
 
 @run_main
 def main():
-    model_args, data_args, mlm_args, training_args = parse_args(
-        ModelArguments, DataArguments, MlmArguments, PretrainingArguments)
+    model_args, data_args, mlm_args, distill_args, training_args = parse_args(
+        ModelArguments, DataArguments, MlmArguments, DistillationArguments, PretrainingArguments)
     require(0 < mlm_args.mlm_probability < 1, f"--mlm_probability must be in (0, 1), got {mlm_args.mlm_probability}")
     run = start_run(training_args, data_args)
+    teacher = None
+    if distill_args.teacher_name_or_path:
+        teacher = prepare_teacher(distill_args, model_args, run.hub_cache)  # the student defaults to its tokenizer
 
     config = build_config(model_args, run)
     check_model_type(config, MLM_MODEL_TYPES, "run_mlm.py")
     block = block_length(data_args.max_seq_length, 128, config, "--max_seq_length")
     raw = load_raw_corpus(data_args, run.hub_cache)
     tokenizer = build_tokenizer(model_args, config, raw, run)
+    if teacher is not None:
+        check_student_fits_teacher(teacher, model_args, config, tokenizer, block)  # before any long work
     data = load_tokenized(data_args, run.cache_root, raw, tokenizer, mlm_layout(tokenizer, block), "mlm")
     model = build_model(model_args, config, tokenizer, AutoModelForMaskedLM)
+    if distill_args.init_student_from_teacher:
+        init_student_from_teacher(model, teacher.model)
 
-    collator = MlmCollator(tokenizer, mlm_args.mlm_probability, whole_word_mask=mlm_args.whole_word_mask,
-                           seed=training_args.seed)
+    collator = MlmCollator(tokenizer, mlm_args.mlm_probability, whole_word_mask=mlm_args.whole_word_mask)
     eval_collator = MlmCollator(tokenizer, mlm_args.mlm_probability, whole_word_mask=mlm_args.whole_word_mask,
                                 seed=training_args.seed + 1)
     head_fraction = mlm_args.mlm_probability if mlm_args.sparse_mlm_head else 1.0
+    callbacks = run.callbacks(model, block, causal=False, head_fraction=head_fraction)
+    record = {"objective": "masked LM", "mlm_probability": mlm_args.mlm_probability,
+              "whole_word_mask": mlm_args.whole_word_mask, "sparse_mlm_head": mlm_args.sparse_mlm_head}
+    if teacher is None:
+        objective = MaskedLmObjective(model, sparse_head=mlm_args.sparse_mlm_head)
+    else:
+        objective = DistillationObjective(model, teacher.model, distill_args, sparse_head=mlm_args.sparse_mlm_head,
+                                          precision=precision_of(training_args))
+        callbacks.append(objective.terms_log)  # loss_ce, loss_mlm, loss_cos in the training logs
+        run.throughput.flops_per_token += teacher_forward_flops(teacher.model, block, mlm_args.mlm_probability)
+        record.update(objective="distillation (masked LM)", **objective.record())
     trainer = LmTrainer(
         model=model,
         args=training_args,
@@ -59,13 +86,11 @@ def main():
         data_collator=collator,
         eval_collator=eval_collator,
         processing_class=tokenizer,
-        objective=MaskedLmObjective(model, sparse_head=mlm_args.sparse_mlm_head),
-        callbacks=run.callbacks(model, block, causal=False, head_fraction=head_fraction),
+        objective=objective,
+        callbacks=callbacks,
     )
     finish_run(trainer, run, script="run_mlm.py", model_args=model_args, data_args=data_args, config=config,
-               tokenizer=tokenizer, block=block,
-               extra_record={"objective": "masked LM", "mlm_probability": mlm_args.mlm_probability,
-                             "whole_word_mask": mlm_args.whole_word_mask, "sparse_mlm_head": mlm_args.sparse_mlm_head})
+               tokenizer=tokenizer, block=block, extra_record=record)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,380 @@
+"""Masked-LM distillation as in DistilBERT (Sanh et al. 2019): a student learns from a frozen teacher's soft
+targets on the same masked batches.
+
+Per training batch, with s / t the student's / teacher's logits at the masked positions and T the temperature:
+
+    loss = alpha_ce  * T^2 * KL(softmax(t/T) || softmax(s/T)), averaged over masked positions
+         + alpha_mlm * cross-entropy of s against the masked tokens, averaged over masked positions
+         + alpha_cos * (1 - cos(student, teacher last hidden state)), averaged over non-padding positions
+
+which is DistilBERT's KLDivLoss(batchmean) on the masked rows, its masked-LM loss and its CosineEmbeddingLoss with
+target 1. The logits are only needed at the masked positions, so both heads run sparse (lmzoo.trainer's
+SparseMlmHead); the cosine term needs the hidden states, which exist at every position anyway. It applies when
+the student and the teacher have the same hidden size and is left out otherwise.
+
+The teacher is not part of the Trainer's model: it is never wrapped by DDP or saved, it runs under no_grad in
+eval mode, and it is moved to the training device on the first batch. Accelerate applies mixed precision by
+wrapping the student's forward, not compute_loss, so the teacher gets its own autocast of the same precision.
+
+`--init_student_from_teacher` starts the student from every other teacher layer (0, 2, 4, ...), the embeddings
+and the MLM head, as DistilBERT did; for the same model type and for a BERT teacher -> DistilBERT student.
+"""
+
+import contextlib
+import logging
+import os
+import re
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForMaskedLM, TrainerCallback
+
+from .callbacks import flops_per_token
+from .errors import UsageError, require
+from .presets import max_positions, preset_name
+from .tokenizer import load_tokenizer
+from .trainer import MLM_HEAD_MODULES, MaskedLmObjective, SparseMlmHead
+
+logger = logging.getLogger("lmzoo")
+
+# Any text that tells apart two tokenizers with the same vocabulary but different normalisation (casing, accents).
+PROBE_TEXT = "Distillation: Café au lait, 1984 -- the Teacher's STUDENT!"
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class DistillationArguments:
+    teacher_name_or_path: str | None = field(default=None, metadata={
+        "help": "A masked-LM checkpoint to distil from (e.g. a run_mlm.py output folder). Turns run_mlm.py into "
+                "DistilBERT-style distillation; the student is the model given by --config_name & co."})
+    alpha_ce: float = field(default=5.0, metadata={"help": "Weight of the soft-target KL loss (distillation)."})
+    alpha_mlm: float = field(default=2.0, metadata={"help": "Weight of the student's own masked-LM loss."})
+    alpha_cos: float = field(default=1.0, metadata={
+        "help": "Weight of the cosine loss between the last hidden states (only when the sizes match)."})
+    temperature: float = field(default=2.0, metadata={"help": "Softmax temperature of the soft targets."})
+    init_student_from_teacher: bool = field(default=False, metadata={
+        "help": "Start the student from the teacher's embeddings, layers 0, 2, 4, ... and MLM head."})
+
+    def __post_init__(self):
+        require(self.temperature > 0, f"--temperature must be > 0, got {self.temperature}")
+        for name in ("alpha_ce", "alpha_mlm", "alpha_cos"):
+            require(getattr(self, name) >= 0, f"--{name} must be >= 0, got {getattr(self, name)}")
+        require(self.alpha_ce + self.alpha_mlm + self.alpha_cos > 0,
+                "--alpha_ce, --alpha_mlm and --alpha_cos are all 0: nothing to learn from")
+        require(self.teacher_name_or_path or not self.init_student_from_teacher,
+                "--init_student_from_teacher needs --teacher_name_or_path")
+
+    def record(self) -> dict:
+        """What the results record says about the distillation."""
+        values = asdict(self)
+        values["teacher"] = values.pop("teacher_name_or_path")
+        if os.path.isdir(values["teacher"]):
+            values["teacher"] = os.path.abspath(values["teacher"])
+        return values
+
+
+# ---------------------------------------------------------------------------------------------- the teacher
+
+@dataclass
+class Teacher:
+    model: object
+    tokenizer: object
+    path: str
+
+
+def load_teacher(path: str, cache_dir: str | None = None) -> Teacher:
+    """The frozen teacher and its tokenizer, or a one-line error naming the folder."""
+    try:
+        model = AutoModelForMaskedLM.from_pretrained(path, cache_dir=cache_dir)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"--teacher_name_or_path {path}: cannot load a masked-LM checkpoint "
+                         f"({str(err).splitlines()[0][:200]})") from err
+    require(model.config.model_type in MLM_HEAD_MODULES,
+            f"--teacher_name_or_path {path}: a '{model.config.model_type}' teacher is not supported "
+            f"({', '.join(MLM_HEAD_MODULES)})")
+    try:
+        tokenizer = load_tokenizer(path, cache_dir)
+    except UsageError as err:
+        raise UsageError(f"--teacher_name_or_path {path} holds no usable tokenizer, and the student's must be "
+                         f"checked against it ({err})") from err
+    model.eval()
+    model.requires_grad_(False)
+    return Teacher(model, tokenizer, path)
+
+
+def prepare_teacher(distill_args: DistillationArguments, model_args, cache_dir: str | None = None) -> Teacher:
+    """Load the teacher; with no --tokenizer_name (and no student checkpoint) the student takes its tokenizer."""
+    teacher = load_teacher(distill_args.teacher_name_or_path, cache_dir)
+    student_checkpoint = continues_checkpoint(model_args)
+    require(not (distill_args.init_student_from_teacher and student_checkpoint),
+            f"--init_student_from_teacher builds the student from the teacher; it contradicts --model_name_or_path "
+            f"{model_args.model_name_or_path} (a checkpoint to continue)")
+    if not model_args.tokenizer_name and not student_checkpoint:
+        model_args.tokenizer_name = teacher.path
+    return teacher
+
+
+def continues_checkpoint(model_args) -> bool:
+    """Does the student continue a checkpoint, rather than start fresh from a config?"""
+    return bool(model_args.model_name_or_path) and preset_name(model_args.model_name_or_path) is None
+
+
+def check_student_fits_teacher(teacher: Teacher, model_args, config, tokenizer, block: int) -> None:
+    """Same vocabulary, same vocabulary size, enough positions. A fresh student takes the teacher's vocabulary
+    size unless --config_overrides names one (its logits are compared with the teacher's token by token)."""
+    check_same_tokenizer(tokenizer, teacher)
+    teacher_vocab = teacher.model.config.vocab_size
+    if not continues_checkpoint(model_args) and "vocab_size" not in (model_args.config_overrides or ""):
+        config.vocab_size = teacher_vocab
+    require(config.vocab_size == teacher_vocab,
+            f"the student's vocab_size {config.vocab_size} differs from the teacher's {teacher_vocab} "
+            f"({teacher.path}); distillation needs the same vocabulary")
+    positions = max_positions(teacher.model.config)
+    require(positions is None or block <= positions,
+            f"blocks of {block} tokens exceed the teacher's {positions} positions ({teacher.path}); "
+            f"use --max_seq_length <= {positions}")
+
+
+def check_same_tokenizer(tokenizer, teacher: Teacher) -> None:
+    """Refuse, in one line, a student tokenizer that is not the teacher's."""
+    source = getattr(tokenizer, "lmzoo_source", "the student's tokenizer")
+    difference = vocabulary_difference(tokenizer, teacher.tokenizer)
+    if difference is None and tokenizer(PROBE_TEXT)["input_ids"] != teacher.tokenizer(PROBE_TEXT)["input_ids"]:
+        difference = f"they split {PROBE_TEXT!r} differently"
+    if difference is not None:
+        raise UsageError(f"tokenizer {source} is not the teacher's ({teacher.path}): {difference}; distillation "
+                         "needs the teacher's vocabulary (leave out --tokenizer_name to use it)")
+
+
+def vocabulary_difference(student_tokenizer, teacher_tokenizer) -> str | None:
+    """A short description of the first difference between two vocabularies, or None when they are equal."""
+    student, teacher = student_tokenizer.get_vocab(), teacher_tokenizer.get_vocab()
+    if student == teacher:
+        return None
+    if len(student) != len(teacher):
+        return f"{len(student)} tokens against the teacher's {len(teacher)}"
+    token = next(t for t in sorted(teacher) if student.get(t) != teacher[t])
+    return f"token {token!r} has id {student.get(token)} against the teacher's {teacher[token]}"
+
+
+def teacher_forward_flops(teacher_model, block: int, mlm_probability: float) -> float:
+    """The teacher's forward FLOPs per trained token (a third of its forward + backward), head on masked rows."""
+    return flops_per_token(teacher_model, block, causal=False, head_fraction=mlm_probability) / 3
+
+
+# ---------------------------------------------------------------------------------------------- student init
+
+# The layer number in a parameter name: "encoder.layer.N." (BERT, RoBERTa), "transformer.layer.N." (DistilBERT).
+LAYER_INDEX = re.compile(r"\.layer\.(\d+)\.")
+
+# DistilBERT module <- BERT module, inside a layer and outside the layers.
+DISTILBERT_LAYER_FROM_BERT = {
+    "attention.q_lin": "attention.self.query",
+    "attention.k_lin": "attention.self.key",
+    "attention.v_lin": "attention.self.value",
+    "attention.out_lin": "attention.output.dense",
+    "sa_layer_norm": "attention.output.LayerNorm",
+    "ffn.lin1": "intermediate.dense",
+    "ffn.lin2": "output.dense",
+    "output_layer_norm": "output.LayerNorm",
+}
+DISTILBERT_FROM_BERT = {
+    "distilbert.embeddings.word_embeddings": "bert.embeddings.word_embeddings",
+    "distilbert.embeddings.position_embeddings": "bert.embeddings.position_embeddings",
+    "distilbert.embeddings.LayerNorm": "bert.embeddings.LayerNorm",
+    "vocab_transform": "cls.predictions.transform.dense",
+    "vocab_layer_norm": "cls.predictions.transform.LayerNorm",
+    "vocab_projector": "cls.predictions.decoder",
+}
+
+
+def every_other_layer(student_layers: int, teacher_layers: int) -> list[int]:
+    """Teacher layers 0, 2, 4, ... for student layers 0, 1, 2, ..."""
+    chosen = list(range(0, 2 * student_layers, 2))
+    require(chosen[-1] < teacher_layers,
+            f"--init_student_from_teacher: a {student_layers}-layer student takes teacher layers 0, 2, ..., "
+            f"{chosen[-1]}, but the teacher has {teacher_layers} layers (it needs at least {chosen[-1] + 1})")
+    return chosen
+
+
+def student_state_from_teacher(student, teacher) -> tuple[dict, list[int]]:
+    """The student's whole state dict taken from the teacher, and the teacher layers used."""
+    s_config, t_config = student.config, teacher.config
+    pair = f"{t_config.model_type} -> {s_config.model_type}"
+    for what in ("hidden_size", "num_attention_heads", "vocab_size"):
+        require(getattr(s_config, what) == getattr(t_config, what),
+                f"--init_student_from_teacher: the student's {what} {getattr(s_config, what)} differs from the "
+                f"teacher's {getattr(t_config, what)}; the teacher's weights do not fit")
+    layers = every_other_layer(s_config.num_hidden_layers, t_config.num_hidden_layers)
+    student_shapes = {name: value.shape for name, value in student.state_dict().items()}
+    bert_to_distilbert = (t_config.model_type, s_config.model_type) == ("bert", "distilbert")
+    if s_config.model_type == t_config.model_type:
+        source = {name: _renumber_layer(name, layers) for name in student_shapes}
+    elif bert_to_distilbert:
+        source = {name: _bert_name_for_distilbert(name, layers) for name in student_shapes}
+    else:
+        raise UsageError(f"--init_student_from_teacher maps a teacher to a student of its own model type or a BERT "
+                         f"teacher to a DistilBERT student, not {pair}")
+    teacher_state = teacher.state_dict()
+    state = {}
+    for name, teacher_name in source.items():
+        require(teacher_name in teacher_state,
+                f"--init_student_from_teacher ({pair}): the teacher has no '{teacher_name}' for the student's '{name}'")
+        value = teacher_state[teacher_name]
+        require(value.shape == student_shapes[name],
+                f"--init_student_from_teacher ({pair}): the teacher's {teacher_name} is {tuple(value.shape)}, the "
+                f"student's {name} is {tuple(student_shapes[name])}")
+        state[name] = value.clone()
+    if bert_to_distilbert:
+        # DistilBERT has no segment embeddings; BERT adds segment 0's to every token of a one-segment block.
+        state["distilbert.embeddings.position_embeddings.weight"] += (
+            teacher_state["bert.embeddings.token_type_embeddings.weight"][0])
+    return state, layers
+
+
+def init_student_from_teacher(student, teacher) -> list[int]:
+    """Copy the teacher's weights into the student (see student_state_from_teacher); returns the layers used."""
+    state, layers = student_state_from_teacher(student, teacher)
+    student.load_state_dict(state)
+    logger.info("student initialised from teacher layers %s", layers)
+    return layers
+
+
+def _renumber_layer(name: str, layers: list[int]) -> str:
+    return LAYER_INDEX.sub(lambda m: f".layer.{layers[int(m.group(1))]}.", name)
+
+
+def _bert_name_for_distilbert(name: str, layers: list[int]) -> str:
+    """The BERT parameter a DistilBERT parameter is copied from."""
+    module, _, kind = name.rpartition(".")
+    in_layer = re.fullmatch(r"distilbert\.transformer\.layer\.(\d+)\.(.+)", module)
+    if in_layer:
+        index, part = in_layer.groups()
+        return f"bert.encoder.layer.{layers[int(index)]}.{DISTILBERT_LAYER_FROM_BERT.get(part, part)}.{kind}"
+    return f"{DISTILBERT_FROM_BERT.get(module, module)}.{kind}"
+
+
+# ---------------------------------------------------------------------------------------------- the loss
+
+def soft_target_kl_sum(student_logits, teacher_logits, temperature: float) -> torch.Tensor:
+    """Sum over rows of T^2 * KL(softmax(teacher/T) || softmax(student/T)): DistilBERT's loss_ce before batchmean."""
+    log_p_student = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    p_teacher = F.softmax(teacher_logits.float() / temperature, dim=-1)
+    return F.kl_div(log_p_student, p_teacher, reduction="sum") * temperature**2
+
+
+def hidden_cosine_loss(student_hidden, teacher_hidden, attention_mask) -> torch.Tensor:
+    """Mean of 1 - cos(student, teacher) over the non-padding positions."""
+    real = attention_mask.bool()
+    cosine = F.cosine_similarity(student_hidden[real].float(), teacher_hidden[real].float(), dim=-1)
+    return (1 - cosine).mean()
+
+
+@contextlib.contextmanager
+def head_on_rows(sparse: SparseMlmHead | None, rows):
+    """Within the block the sparse head (if any) computes only `rows`."""
+    if sparse is not None:
+        sparse.rows = rows
+    try:
+        yield
+    finally:
+        if sparse is not None:
+            sparse.rows = None
+
+
+def masked_forward(model, sparse: SparseMlmHead | None, inputs, with_hidden: bool):
+    """(logits at the masked positions, last hidden states or None)."""
+    masked = inputs["labels"] != -100
+    features = {k: v for k, v in inputs.items() if k != "labels"}
+    if with_hidden:
+        features["output_hidden_states"] = True
+    with head_on_rows(sparse, masked):
+        outputs = model(**features)
+    logits = outputs.logits if sparse is not None else outputs.logits[masked]
+    return logits, outputs.hidden_states[-1] if with_hidden else None
+
+
+class DistillationObjective(MaskedLmObjective):
+    """The DistilBERT loss for training; evaluation is the student's masked-LM loss, as for any MLM run."""
+
+    def __init__(self, student, teacher, args: DistillationArguments, sparse_head: bool = True,
+                 precision: str = "fp32"):
+        super().__init__(student, sparse_head=sparse_head)
+        self.teacher = teacher
+        self.teacher_head = SparseMlmHead(teacher)
+        self.args = args
+        self.autocast_dtype = AUTOCAST_DTYPES.get(precision)
+        self.use_cosine = args.alpha_cos > 0 and student.config.hidden_size == teacher.config.hidden_size
+        if args.alpha_cos > 0 and not self.use_cosine:
+            logger.warning("no cosine loss: the student's hidden size %d differs from the teacher's %d",
+                           student.config.hidden_size, teacher.config.hidden_size)
+        self.terms_log = LossTermsLog(("loss_ce", "loss_mlm") + (("loss_cos",) if self.use_cosine else ()))
+
+    def record(self) -> dict:
+        """What the results record says about the distillation."""
+        return {**self.args.record(), "cosine_loss": self.use_cosine}
+
+    def train_loss_sum(self, model, inputs):
+        """(weighted loss summed over the masked tokens, their number); the per-batch terms go to the logs."""
+        loss_sum, count, terms = self.loss_terms(model, inputs)
+        self.terms_log.add(terms)
+        return loss_sum, count
+
+    def loss_terms(self, model, inputs):
+        """(loss sum, masked tokens, {term: its batch mean}), the sum such that sum / count is
+        alpha_ce * loss_ce + alpha_mlm * loss_mlm + alpha_cos * loss_cos."""
+        targets = inputs["labels"][inputs["labels"] != -100]
+        count = targets.numel()
+        student_logits, student_hidden = masked_forward(model, self.sparse, inputs, self.use_cosine)
+        teacher_logits, teacher_hidden = self.teacher_outputs(inputs)
+        kl_sum = soft_target_kl_sum(student_logits, teacher_logits, self.args.temperature)
+        mlm_sum = F.cross_entropy(student_logits.float(), targets, reduction="sum")
+        terms = {"loss_ce": kl_sum / max(count, 1), "loss_mlm": mlm_sum / max(count, 1)}
+        loss_sum = self.args.alpha_ce * kl_sum + self.args.alpha_mlm * mlm_sum
+        if self.use_cosine:
+            terms["loss_cos"] = hidden_cosine_loss(student_hidden, teacher_hidden, attention_mask_of(inputs))
+            loss_sum = loss_sum + self.args.alpha_cos * terms["loss_cos"] * count  # a mean over positions, weighted
+        return loss_sum, count, terms
+
+    def teacher_outputs(self, inputs):
+        """The teacher's masked-row logits and last hidden states, without gradients, in the run's precision."""
+        device = inputs["input_ids"].device
+        if next(self.teacher.parameters()).device != device:
+            self.teacher.to(device)
+        autocast = (torch.autocast(device.type, dtype=self.autocast_dtype) if self.autocast_dtype is not None
+                    else contextlib.nullcontext())
+        with torch.no_grad(), autocast:
+            return masked_forward(self.teacher, self.teacher_head, inputs, self.use_cosine)
+
+
+def attention_mask_of(inputs):
+    mask = inputs.get("attention_mask")
+    return mask if mask is not None else torch.ones_like(inputs["input_ids"])
+
+
+class LossTermsLog(TrainerCallback):
+    """Averages each loss term over the logging window (and the ranks) and adds it to the training logs."""
+
+    def __init__(self, names):
+        self.names = tuple(names)
+        self.sums = None
+        self.batches = 0
+
+    def add(self, terms: dict) -> None:
+        values = torch.stack([terms[name].detach().float() for name in self.names])
+        self.sums = values if self.sums is None else self.sums + values  # stays on the device: no sync per step
+        self.batches += 1
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs is None or "loss" not in logs or self.sums is None:
+            return
+        means = self.sums / self.batches
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(means)  # every rank logs at the same steps
+            means = means / torch.distributed.get_world_size()
+        values = {name: round(value, 4) for name, value in zip(self.names, means.tolist())}
+        logs.update(values)
+        if state.log_history and state.log_history[-1].get("loss") == logs["loss"]:
+            state.log_history[-1].update(values)  # the Trainer copied `logs` into the history before calling us
+        self.sums, self.batches = None, 0
