@@ -25,6 +25,7 @@ import transformers
 
 from lmzoo import glue
 from lmzoo.args import LmzooTrainingArguments, parse_args, prepare_output_dir
+from lmzoo.callbacks import DivergenceGuard
 from lmzoo.errors import require, run_main
 from lmzoo.records import write_run_results
 
@@ -47,7 +48,8 @@ class ModelArguments:
         metadata={"help": "Replace a checkpoint's classification head whose size differs from the task's labels."},
     )
     save_model: bool = field(
-        default=True, metadata={"help": "Save the fine-tuned model and tokenizer in --output_dir (--no_save_model: don't)."}
+        default=True,
+        metadata={"help": "Save the fine-tuned model and tokenizer in --output_dir (--no_save_model: don't)."},
     )
 
 
@@ -56,17 +58,21 @@ class DataTrainingArguments:
     task_name: str = field(metadata={"help": f"The GLUE task: {', '.join(glue.TASKS)}."})
     glue_dir: str | None = field(
         default=None,
-        metadata={"help": f"Folder in the official GLUE layout (<DIR>/RTE/train.tsv, ...); default ${glue.GLUE_DIR_ENV}."},
+        metadata={"help": "Folder in the official GLUE layout (<DIR>/RTE/train.tsv, ...); "
+                          f"default ${glue.GLUE_DIR_ENV}."},
     )
     train_file: str | None = field(default=None, metadata={"help": "Training data (csv, tsv, json, jsonl)."})
     validation_file: str | None = field(default=None, metadata={"help": "Dev data (csv, tsv, json, jsonl)."})
-    test_file: str | None = field(default=None, metadata={"help": "Unlabeled test data to predict (csv, tsv, json, jsonl)."})
+    test_file: str | None = field(
+        default=None, metadata={"help": "Unlabeled test data to predict (csv, tsv, json, jsonl)."}
+    )
     max_seq_length: int = field(
         default=128, metadata={"help": "Longest input in tokens after tokenization; longer inputs are truncated."}
     )
     pad_to_max_length: bool = field(
         default=False,
-        metadata={"help": "Pad every batch to --max_seq_length (slower). Default: pad each batch to its longest example."},
+        metadata={"help": "Pad every batch to --max_seq_length (slower). "
+                          "Default: pad each batch to its longest example."},
     )
     group_by_length: bool = field(
         default=True,
@@ -105,6 +111,7 @@ def main(argv=None):
     logger.info("%s from %s: %s", task.name, data.source, data.describe())
     model_path = glue.resolve_model_path(model_args.model_name_or_path)
 
+    transformers.set_seed(training_args.seed)  # before the new classification head is initialised
     tokenizer, model = glue.load_tokenizer_and_model(
         model_path, task, model_args.tokenizer_name, model_args.ignore_mismatched_sizes
     )
@@ -124,24 +131,26 @@ def main(argv=None):
     if grouped and training_args.train_sampling_strategy == "random":  # an explicit other choice stays
         training_args.train_sampling_strategy = "group_by_length"
 
+    guard = DivergenceGuard()
     trainer = glue.build_trainer(model, training_args, tokenizer, task, train_set, dev_sets.get("eval"),
-                                 data_args.pad_to_max_length)
+                                 data_args.pad_to_max_length, guard=guard)
     metrics = {}
     if training_args.do_train:
         result = trainer.train(resume_from_checkpoint=resume_from)
         metrics.update(result.metrics, train_samples=len(train_set))
         trainer.log_metrics("train", result.metrics)
         trainer.save_state()
-        if model_args.save_model:
+        if model_args.save_model and guard.diverged_at_step is None:
             trainer.save_model()  # the tokenizer too
-    if training_args.do_eval:
+    diverged = guard.diverged_at_step is not None  # a NaN model has nothing to evaluate or predict
+    if training_args.do_eval and not diverged:
         for key, dev_set in dev_sets.items():
             path = os.path.join(training_args.output_dir, DEV_PREDICTION_FILES[key])
             dev_metrics = glue.predict_to_file(trainer, task, dev_set, data.dev[key]["index"], path, key)
             trainer.log_metrics(key, dev_metrics)
             metrics.update(dev_metrics)
     submission_files = []
-    if training_args.do_predict:
+    if training_args.do_predict and not diverged:
         for name, test_set in test_sets.items():
             path = os.path.join(training_args.output_dir, f"{name}.tsv")
             glue.predict_to_file(trainer, task, test_set, data.test[name]["index"], path, "predict")
@@ -149,9 +158,12 @@ def main(argv=None):
             logger.info("wrote %s (%d predictions)", path, len(test_set))
 
     record = run_record(model_args, model_path, data_args, training_args, task, data, metrics, started)
-    record["submission_files"] = submission_files
-    record["checkpoint_saved"] = training_args.do_train and model_args.save_model
+    record.update(status="diverged" if diverged else "completed", diverged_at_step=guard.diverged_at_step,
+                  submission_files=submission_files,
+                  checkpoint_saved=training_args.do_train and model_args.save_model and not diverged)
     write_run_results(training_args.output_dir, metrics, record)
+    if diverged:
+        raise SystemExit(3)  # as the pretraining scripts do; the sweep then records the point as diverged
     logger.info("%s combined score: %s", task.name, record["combined_score"])
 
 
@@ -159,7 +171,8 @@ def run_record(model_args, model_path, data_args, training_args, task, data, met
     """What the sweep and the zoo tables read: the settings that matter and every dev metric."""
     batch_size = (training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
                   * max(1, training_args.world_size))
-    quality_keys = {f"{split.key}_{name}" for split in task.dev_splits for name in (*task.metrics, "combined_score", "loss")}
+    quality_keys = {f"{split.key}_{name}" for split in task.dev_splits
+                    for name in (*task.metrics, "combined_score", "loss")}
     return {
         "kind": "glue",
         "task": task.name,

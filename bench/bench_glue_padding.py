@@ -16,7 +16,6 @@ process), then the speed-up of dynamic_grouped over pad_to_max (target >= 3x) an
 """
 
 import argparse
-import json
 import os
 import subprocess
 import sys

@@ -45,6 +45,7 @@ from transformers import (
 )
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from .callbacks import DivergenceGuard
 from .errors import UsageError, require
 from .records import atomic_write_text
 
@@ -72,7 +73,8 @@ class GlueTask:
     folder: str  # the folder in the GLUE layout
     text_columns: tuple[str, ...]  # header names in the GLUE TSVs: one sentence or a pair
     label_column: str
-    labels: tuple[str, ...] | None  # as written in the TSVs and the leaderboard files, in the Hub's id order; None: regression
+    # Label names as written in the TSVs and the leaderboard files, in the Hub's id order; None: regression.
+    labels: tuple[str, ...] | None
     metrics: tuple[str, ...]
     hub_config: str
     hub_text_columns: tuple[str, ...]
@@ -226,9 +228,10 @@ def _read_tsv(path: str, task: GlueTask) -> list[tuple[str, dict]]:
 def _headerless_records(path, task, numbered) -> list[tuple[str, dict]]:
     layout = task.headerless_layout
     needed = max(layout.values()) + 1
+    positions = ", ".join(f"{column} in field {position + 1}" for column, position in layout.items())
     require(len(numbered[0][1]) >= needed,
             f"{path} has no header naming '{task.text_columns[0]}' and its lines have {len(numbered[0][1])} fields, "
-            f"too few for the headerless {task.folder} layout ({', '.join(f'{c} in field {p + 1}' for c, p in layout.items())})")
+            f"too few for the headerless {task.folder} layout ({positions})")
     return [(f"line {n}", {column: row[pos] for column, pos in layout.items()}) for n, row in numbered]
 
 
@@ -388,7 +391,8 @@ def _first(dataset, count: int | None):
 def _to_dataset(columns: dict[str, list], task: GlueTask) -> datasets.Dataset:
     # float32 scores: the regression loss compares them with float32 logits
     label_type = datasets.Value("float32") if task.is_regression else datasets.Value("int64")
-    features = datasets.Features({name: label_type if name == "label" else datasets.Value("string") for name in columns})
+    text_type = datasets.Value("string")
+    features = datasets.Features({name: label_type if name == "label" else text_type for name in columns})
     return datasets.Dataset.from_dict(columns, features=features)
 
 
@@ -536,16 +540,18 @@ def restore_order(values, order: np.ndarray):
     return restored
 
 
-def predict_to_file(trainer, task: GlueTask, encoded_split, indices, path: str, metric_key_prefix: str) -> dict:
-    """Predict a split in length order (little padding per batch) and write its predictions file in file order.
-
-    Returns the split's metrics (GLUE metrics only where the split has labels).
-    """
+def predict_in_file_order(trainer, encoded_split, metric_key_prefix: str):
+    """Predict a split in length order (little padding per batch); return (logits, label ids, metrics) in file order."""
     order = length_order(encoded_split["length"])
     output = trainer.predict(encoded_split.select(order), metric_key_prefix=metric_key_prefix)
-    predictions = logits_to_predictions(task, restore_order(output.predictions, order))
-    write_predictions(path, task, indices, predictions, restore_order(output.label_ids, order))
-    return {**output.metrics, f"{metric_key_prefix}_samples": len(encoded_split)}
+    return restore_order(output.predictions, order), restore_order(output.label_ids, order), output.metrics
+
+
+def predict_to_file(trainer, task: GlueTask, encoded_split, indices, path: str, metric_key_prefix: str) -> dict:
+    """Predict a split and write its predictions file; return its metrics (GLUE metrics where it has labels)."""
+    logits, label_ids, metrics = predict_in_file_order(trainer, encoded_split, metric_key_prefix)
+    write_predictions(path, task, indices, logits_to_predictions(task, logits), label_ids)
+    return {**metrics, f"{metric_key_prefix}_samples": len(encoded_split)}
 
 
 def resolve_model_path(name: str) -> str:
@@ -607,16 +613,24 @@ def load_tokenizer_and_model(model_path: str, task: GlueTask, tokenizer_name: st
 
 
 class GlueTrainer(Trainer):
-    """Trainer with length-grouped training batches from precomputed lengths and evaluation in dataset order.
+    """Trainer with length-grouped training batches from precomputed lengths, evaluation in dataset order, and
+    every step's loss shown to the divergence guard.
 
     transformers 5 drops the `length` column before building the sampler (then measures every example again)
     and also length-groups evaluation, in a shuffled order; we sort eval sets ourselves
-    (`predict_to_file`) so that predictions map back to rows.
+    (`predict_in_file_order`) so that predictions map back to rows.
     """
 
-    def __init__(self, *args, train_lengths=None, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, *args, train_lengths=None, guard: DivergenceGuard | None = None, **kwargs):
+        super().__init__(*args, callbacks=[guard] if guard else None, **kwargs)
         self.train_lengths = train_lengths
+        self.guard = guard
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self.guard is not None:  # every step, so that no checkpoint of a diverged model is saved
+            self.guard.observe(loss, self.state.global_step + 1)
+        return loss
 
     def _get_train_sampler(self, train_dataset=None):
         if self.args.train_sampling_strategy == "group_by_length" and self.train_lengths is not None:
@@ -629,7 +643,7 @@ class GlueTrainer(Trainer):
 
 
 def build_trainer(model, training_args, tokenizer, task: GlueTask, train_dataset=None, eval_dataset=None,
-                  pad_to_max_length: bool = False):
+                  pad_to_max_length: bool = False, guard: DivergenceGuard | None = None):
     """The Trainer: dynamic padding (unless padded to max length already), GLUE metrics, length-sorted dev set."""
     if pad_to_max_length:
         collator = default_data_collator
@@ -641,7 +655,7 @@ def build_trainer(model, training_args, tokenizer, task: GlueTask, train_dataset
     return GlueTrainer(
         model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
         processing_class=tokenizer, data_collator=collator, compute_metrics=metrics_function(task),
-        train_lengths=train_dataset["length"] if train_dataset is not None else None,
+        train_lengths=train_dataset["length"] if train_dataset is not None else None, guard=guard,
     )
 
 

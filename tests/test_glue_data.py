@@ -130,7 +130,8 @@ def test_user_files_with_glue_or_hub_column_names(tmp_path, suffix):
             {"sentence1": "C d.", "sentence2": "E f.", "label": "entailment"}]
     path = tmp_path / f"train.{suffix}"
     if suffix == "csv":
-        path.write_text('sentence1,sentence2,label\nA b.,"He said ""hi"", twice.",not_entailment\nC d.,E f.,entailment\n')
+        path.write_text('sentence1,sentence2,label\n'
+                        'A b.,"He said ""hi"", twice.",not_entailment\nC d.,E f.,entailment\n')
     elif suffix == "json":
         path.write_text(json.dumps(rows))
     elif suffix == "jsonl":
@@ -161,7 +162,8 @@ def load_rte_dev(tmp_path, text):
 
 
 def test_missing_column_names_file_and_column(tmp_path):
-    with pytest.raises(UsageError, match=r"RTE/dev.tsv has no column 'sentence2' \(its columns: index, sentence1, label\)"):
+    message = r"RTE/dev.tsv has no column 'sentence2' \(its columns: index, sentence1, label\)"
+    with pytest.raises(UsageError, match=message):
         load_rte_dev(tmp_path, "index\tsentence1\tlabel\n0\tA.\tentailment\n")
 
 
@@ -185,7 +187,8 @@ def test_stsb_score_outside_zero_to_five(tmp_path):
 
 def test_wrong_number_of_fields_names_file_and_line(tmp_path):
     text = RTE_OK + "1\tA.\tB\tentailment\textra\n"
-    with pytest.raises(UsageError, match=r"RTE/dev.tsv line 3: expected 4 tab-separated fields \(as the header\), found 5"):
+    message = r"RTE/dev.tsv line 3: expected 4 tab-separated fields \(as the header\), found 5"
+    with pytest.raises(UsageError, match=message):
         load_rte_dev(tmp_path, text)
 
 

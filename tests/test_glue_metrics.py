@@ -78,7 +78,8 @@ def test_task_names_are_accepted_as_glue_or_the_hub_spells_them():
     assert glue.get_task("SST-2") is TASKS["sst2"]
     assert glue.get_task("sts-b") is TASKS["stsb"]
     assert glue.get_task("CoLA") is TASKS["cola"]
-    with pytest.raises(UsageError, match="unknown task 'sst3'; valid tasks: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli"):
+    with pytest.raises(UsageError, match="unknown task 'sst3'; valid tasks: cola, sst2, mrpc, qqp, stsb, mnli, "
+                                         "qnli, rte, wnli"):
         glue.get_task("sst3")
 
 

@@ -10,6 +10,7 @@ import pytest
 
 import run_glue
 from lmzoo import glue
+from lmzoo.args import LmzooTrainingArguments
 from lmzoo.errors import run_main
 from lmzoo.records import read_json
 
@@ -65,7 +66,8 @@ def test_bad_data_fails_in_one_line_before_the_model(tmp_path, capsys, dev_text,
 @pytest.mark.parametrize(
     "extra, culprit",
     [  # a flag given twice: the last one counts
-        (["--task_name", "sst3"], "unknown task 'sst3'; valid tasks: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli"),
+        (["--task_name", "sst3"],
+         "unknown task 'sst3'; valid tasks: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli"),
         (["--task_name", "qqp"], "has no folder for task qqp (expected QQP/)"),
         (["--task_name", "qnli"], "QNLI/train.tsv does not exist"),
         ([], f"--model_name_or_path {MISSING_MODEL} does not exist"),
@@ -128,6 +130,7 @@ def test_checkpoint_reloads_for_sequence_classification(tiny_rte_run):
 def test_record_has_what_the_sweep_reads(tiny_rte_run):
     record = read_json(tiny_rte_run / "lmzoo_record.json")
     assert record["kind"] == "glue" and record["task"] == "rte" and record["model"] == "minilm"
+    assert record["status"] == "completed" and record["diverged_at_step"] is None
     assert (record["batch_size"], record["learning_rate"], record["seed"]) == (8, 5e-5, 42)
     assert (record["max_train_samples"], record["train_examples"], record["max_steps"]) == (64, 64, 3)
     assert record["num_train_epochs"] == 3.0
@@ -169,6 +172,25 @@ def test_whole_test_set_predicted_without_training(glue_dir, tmp_path):
     assert not (tmp_path / "model.safetensors").exists()
 
 
+def test_length_order_with_dynamic_padding_gives_the_logits_of_padding_to_max(glue_dir, tmp_path):
+    """Same weights: batches padded to their longest example and predicted in length order give, after putting them
+    back in file order, the logits of batches padded to 128 predicted in file order."""
+    import numpy as np
+
+    task = glue.TASKS["rte"]
+    dev = glue.load_glue_data(task, glue_dir=glue_dir, train=False, dev=True).dev["eval"].select(range(40))
+    tokenizer, model = glue.load_tokenizer_and_model(glue.resolve_model_path("minilm"), task)
+    args = LmzooTrainingArguments(output_dir=str(tmp_path), per_device_eval_batch_size=8, report_to="none")
+    padded = glue.encode(dev, tokenizer, 128, pad_to_max_length=True)
+    reference = glue.build_trainer(model, args, tokenizer, task, pad_to_max_length=True).predict(padded).predictions
+    dynamic = glue.encode(dev, tokenizer, 128, pad_to_max_length=False)
+    trainer = glue.build_trainer(model, args, tokenizer, task)
+    logits, label_ids, _ = glue.predict_in_file_order(trainer, dynamic, "eval")
+    assert np.ptp(reference[:, 1] - reference[:, 0]) > 1e-3  # the examples' logits differ: order matters
+    np.testing.assert_allclose(logits, reference, atol=1e-4)
+    assert label_ids.tolist() == dev["label"]
+
+
 def test_gpt2_checkpoint_gets_a_padding_token(data_dir, glue_dir, tmp_path):
     """A tiny causal LM (GPT-2 tokenizer, no pad token) fine-tunes with padded batches; its positions cap the length."""
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -185,3 +207,17 @@ def test_gpt2_checkpoint_gets_a_padding_token(data_dir, glue_dir, tmp_path):
     assert set(record["dev_metrics"]) == {"eval_f1", "eval_accuracy", "eval_combined_score", "eval_loss"}
     assert record["checkpoint_saved"] is False
     assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_a_diverged_run_is_recorded_as_such(glue_dir, tmp_path):
+    argv = base_argv(glue_dir, tmp_path, model="minilm") + [
+        "--max_train_samples", "8", "--max_eval_samples", "8", "--max_steps", "3", "--logging_steps", "1",
+        "--per_device_train_batch_size", "4", "--max_seq_length", "32", "--learning_rate", "1e30",
+        "--logging_nan_inf_filter", "False", "--save_strategy", "no"]
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(run_glue.main)(argv)
+    assert exit_info.value.code == 3
+    record = read_json(tmp_path / "lmzoo_record.json")
+    assert record["status"] == "diverged" and record["diverged_at_step"] >= 1
+    assert record["combined_score"] is None and record["checkpoint_saved"] is False
+    assert not (tmp_path / "dev_predictions.tsv").exists() and not (tmp_path / "model.safetensors").exists()
