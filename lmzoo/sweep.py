@@ -359,7 +359,7 @@ class Runner:
         record = written if ok else failure_record(point, self.settings, exit_code, log, command,
                                                    time.time() - started, written)
         record["sweep"] = {"point": point.name, "name": self.settings.name, "request": self.settings.request(),
-                           "seconds": round(time.time() - started, 1)}
+                           "seconds": round(time.time() - started, 3)}
         atomic_write_json(os.path.join(folder, RECORD_NAME), record)
         if not self.settings.keep_checkpoints:
             remove_weights(folder)
