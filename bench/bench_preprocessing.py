@@ -5,7 +5,11 @@ per-example implementation, on WikiText-2 raw (valid + test), side by side, with
 The baseline is what one writes first: tokenize one paragraph at a time, append its ids and a separator to a
 Python list, then cut the list into blocks in a Python loop. Both produce the same blocks (checked).
 
-    LMZOO_DATA_DIR=../shared/data python bench/bench_preprocessing.py [--repeats 3 --workers 2]
+    LMZOO_DATA_DIR=../shared/data python bench/bench_preprocessing.py [--repeats 3 --workers N]
+
+By default lmzoo chooses its worker processes as run_mlm.py does: one process for a corpus this small (fewer than
+20,000 rows), whose batches the tokenizer's Rust backend spreads over the cores itself; --workers N forces N
+`datasets.map` processes (worth it on corpora of hundreds of MB, where their start-up cost is repaid).
 """
 
 import argparse
@@ -86,7 +90,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=os.environ.get("LMZOO_DATA_DIR", "../shared/data"))
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--workers", type=int, default=None, help="map processes (default: lmzoo's choice)")
     args = parser.parse_args()
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="lmzoo-bench-")  # keep the datasets cache out of ~/.cache
@@ -96,7 +100,9 @@ def main():
             results[name].append(measure(name, args.data_dir, args.workers))
     ours, base = results["lmzoo"], results["per-example"]
     assert ours[0][3] == base[0][3] and ours[0][4] == base[0][4], "the two ways must build the same blocks"
-    print(f"WikiText-2 raw valid+test, bert-base-uncased tokenizer, blocks of 128; {args.workers} workers; "
+    print(f"WikiText-2 raw valid+test, bert-base-uncased tokenizer, blocks of 128; "
+          f"map processes: {args.workers or 'lmzoo default'}; "
+          f"TOKENIZERS_PARALLELISM={os.environ.get('TOKENIZERS_PARALLELISM', 'unset')}; "
           f"median of {args.repeats}; {ours[0][3]} blocks")
     for name, runs in results.items():
         print(f"{name:12s} {statistics.median(r[0] for r in runs):7.2f} MB/s   peak RSS "

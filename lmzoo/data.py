@@ -326,9 +326,21 @@ def pack_documents(token_lists, layout: BlockLayout) -> tuple[np.ndarray, np.nda
     return blocks, index - last_start
 
 
+def token_ids(tokenizer, texts: list[str]) -> list[list[int]]:
+    """The ids of each text, without special tokens: `tokenizer(texts, add_special_tokens=False)["input_ids"]`.
+
+    A fast tokenizer's Rust backend is called directly when it is set to neither truncate nor pad: it skips the
+    offsets and the attention masks and token type ids that packing throws away (about 1.2x on WikiText)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or backend.truncation is not None or backend.padding is not None:
+        return tokenizer(texts, add_special_tokens=False)["input_ids"]
+    encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
+    return [encoding.ids for encoding in encode(texts, add_special_tokens=False)]
+
+
 def _pack_batch(batch, tokenizer, layout: BlockLayout, packing: str = "blocks"):
     texts = [t for t in batch["text"] if t and not t.isspace()]
-    token_lists = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+    token_lists = token_ids(tokenizer, texts) if texts else []
     if packing == "documents":
         input_ids, position_ids = pack_documents(token_lists, layout)
         return {"input_ids": input_ids, "position_ids": position_ids}

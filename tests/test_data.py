@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 from lmzoo.args import DataArguments
-from lmzoo.data import BlockLayout, load_raw_corpus, pack_token_lists
+from lmzoo.data import BlockLayout, load_raw_corpus, pack_token_lists, token_ids
 from lmzoo.demo_corpus import demo_documents, demo_splits
 from lmzoo.errors import UsageError
+from lmzoo.tokenizer import load_tokenizer
 
 WEBTEXT_ROWS = [
     {"id": 0, "ended": True, "length": 9, "text": "The first document of the webtext sample."},
@@ -143,3 +144,13 @@ def test_plain_text_becomes_paragraphs_unless_line_by_line(data_dir):
     assert len(paragraphs["train"]) < len(non_blank)
     speech = corpus(train_file=str(data_dir / "tinyshakespeare" / "input.txt"))["validation"][0]["text"]
     assert speech.startswith("First Citizen:\n") and "\n\n" not in speech
+
+
+@pytest.mark.parametrize("name", ["bert-base-uncased", "gpt2", "roberta-base"])
+def test_token_ids_are_what_the_tokenizer_gives(data_dir, name):
+    texts = [t for t in corpus(train_file=str(data_dir / "wikitext-2-raw" / "wiki.test.raw"))["train"]["text"][:200]]
+    tokenizer = load_tokenizer(str(data_dir / "tokenizers" / name))
+    expected = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    assert token_ids(tokenizer, texts) == expected
+    tokenizer.backend_tokenizer.enable_truncation(max_length=8)  # left so by a saved tokenizer.json, say
+    assert token_ids(tokenizer, texts) == expected  # still whole texts: the backend is not called as it is
