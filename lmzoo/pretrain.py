@@ -11,6 +11,7 @@
 
 import logging
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -215,6 +216,7 @@ def finish_run(trainer, run: Run, *, script: str, model_args, data_args, config,
     record = {
         "kind": "pretrain",
         "script": script,
+        "command": shlex.join(["python", script, *sys.argv[1:]]),  # what reruns it, for the zoo
         "status": status,
         "model": os.path.basename(os.path.normpath(args.output_dir)),
         "output_dir": os.path.abspath(args.output_dir),

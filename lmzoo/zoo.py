@@ -460,6 +460,12 @@ def pretrain_budget_table(runs: list[dict]) -> str:
     return markdown_table(header, rows)
 
 
+def pretrain_commands(runs: list[dict]) -> str | None:
+    """The command line of each pretraining row, as its run recorded it."""
+    lines = [f"- {r['model']}: `{r['command']}`" for r in runs if r.get("command")]
+    return "\n".join(lines) or None
+
+
 def figure_links(figures: dict[str, str], link_base: str) -> str:
     return "\n".join(f"![{title}]({os.path.relpath(path, link_base)})" for title, path in figures.items())
 
@@ -476,6 +482,9 @@ def render_markdown(records: list[dict], cells: dict[tuple, GridCell], best: dic
         parts += ["## Pretraining", "", pretrain_table(pretrained), "",
                   "Perplexity is exp(eval_loss) over fixed validation blocks. What each row cost:", "",
                   pretrain_budget_table(pretrained), ""]
+        commands = pretrain_commands(pretrained)
+        if commands:
+            parts += ["The runs that made these rows:", "", commands, ""]
     models = glue_models(cells)
     if models:
         parts += ["## GLUE fine-tuning (dev sets), best of the grid", "",

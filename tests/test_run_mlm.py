@@ -31,6 +31,8 @@ def test_trains_from_scratch_and_leaves_a_loadable_checkpoint_and_record(cli, da
     # far below an untrained model, whose loss is about ln(vocabulary)
     assert results["eval_loss"] < math.log(2000) - 1.0
     assert any("eval_loss" in point for point in record["loss_curve"])
+    assert record["command"].startswith("python run_mlm.py --config_name bert-tiny ")
+    assert "--max_steps 60" in record["command"]
     model = AutoModelForMaskedLM.from_pretrained(out)
     tokenizer = AutoTokenizer.from_pretrained(out)
     assert type(model).__name__ == "BertForMaskedLM" and len(tokenizer) == model.config.vocab_size == 2000

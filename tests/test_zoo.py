@@ -186,3 +186,10 @@ def test_each_glue_row_says_where_its_model_came_from():
     assert lines[0] == "- bert-tiny: pretrained from scratch by this project (see Pretraining above)."
     assert "all-MiniLM-L6-v2" in lines[1] and "not pretrained here" in lines[1]
     assert lines[2] == "- someone/else: a checkpoint fine-tuned as given; not pretrained here."
+
+
+def test_pretraining_rows_show_the_command_that_made_them():
+    runs = [pretrain_record(command="python run_mlm.py --config_name bert-tiny --max_steps 1000"),
+            pretrain_record(model="old-run")]
+    assert zoo.pretrain_commands(runs) == "- bert-tiny: `python run_mlm.py --config_name bert-tiny --max_steps 1000`"
+    assert zoo.pretrain_commands([pretrain_record()]) is None
