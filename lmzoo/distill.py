@@ -34,7 +34,7 @@ from .callbacks import flops_per_token
 from .errors import UsageError, require
 from .presets import max_positions, preset_name
 from .tokenizer import load_tokenizer
-from .trainer import MLM_HEAD_MODULES, MaskedLmObjective, SparseMlmHead
+from .trainer import MLM_HEAD_MODULES, MaskedLmObjective, SparseMlmHead, masked_forward
 
 logger = logging.getLogger("lmzoo")
 
@@ -271,27 +271,9 @@ def hidden_cosine_loss(student_hidden, teacher_hidden, attention_mask) -> torch.
     return (1 - cosine).mean()
 
 
-@contextlib.contextmanager
-def head_on_rows(sparse: SparseMlmHead | None, rows):
-    """Within the block the sparse head (if any) computes only `rows`."""
-    if sparse is not None:
-        sparse.rows = rows
-    try:
-        yield
-    finally:
-        if sparse is not None:
-            sparse.rows = None
-
-
-def masked_forward(model, sparse: SparseMlmHead | None, inputs, with_hidden: bool):
+def masked_logits_and_hidden(model, sparse: SparseMlmHead | None, inputs, with_hidden: bool):
     """(logits at the masked positions, last hidden states or None)."""
-    masked = inputs["labels"] != -100
-    features = {k: v for k, v in inputs.items() if k != "labels"}
-    if with_hidden:
-        features["output_hidden_states"] = True
-    with head_on_rows(sparse, masked):
-        outputs = model(**features)
-    logits = outputs.logits if sparse is not None else outputs.logits[masked]
+    logits, outputs = masked_forward(model, sparse, inputs, **({"output_hidden_states": True} if with_hidden else {}))
     return logits, outputs.hidden_states[-1] if with_hidden else None
 
 
@@ -326,7 +308,7 @@ class DistillationObjective(MaskedLmObjective):
         alpha_ce * loss_ce + alpha_mlm * loss_mlm + alpha_cos * loss_cos."""
         targets = inputs["labels"][inputs["labels"] != -100]
         count = targets.numel()
-        student_logits, student_hidden = masked_forward(model, self.sparse, inputs, self.use_cosine)
+        student_logits, student_hidden = masked_logits_and_hidden(model, self.sparse, inputs, self.use_cosine)
         teacher_logits, teacher_hidden = self.teacher_outputs(inputs)
         kl_sum = soft_target_kl_sum(student_logits, teacher_logits, self.args.temperature)
         mlm_sum = F.cross_entropy(student_logits.float(), targets, reduction="sum")
@@ -345,7 +327,7 @@ class DistillationObjective(MaskedLmObjective):
         autocast = (torch.autocast(device.type, dtype=self.autocast_dtype) if self.autocast_dtype is not None
                     else contextlib.nullcontext())
         with torch.no_grad(), autocast:
-            return masked_forward(self.teacher, self.teacher_head, inputs, self.use_cosine)
+            return masked_logits_and_hidden(self.teacher, self.teacher_head, inputs, self.use_cosine)
 
 
 def attention_mask_of(inputs):

@@ -40,7 +40,6 @@ from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
     DataCollatorWithPadding,
-    Trainer,
     default_data_collator,
 )
 from transformers.trainer_pt_utils import LengthGroupedSampler
@@ -48,6 +47,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from .callbacks import DivergenceGuard
 from .errors import UsageError, require
 from .records import atomic_write_text
+from .trainer import GuardedTrainer
 
 GLUE_DIR_ENV = "LMZOO_GLUE_DIR"
 HUB_DATASET = "nyu-mll/glue"
@@ -612,7 +612,7 @@ def load_tokenizer_and_model(model_path: str, task: GlueTask, tokenizer_name: st
     return tokenizer, model
 
 
-class GlueTrainer(Trainer):
+class GlueTrainer(GuardedTrainer):
     """Trainer with length-grouped training batches from precomputed lengths, evaluation in dataset order, and
     every step's loss shown to the divergence guard.
 
@@ -621,16 +621,9 @@ class GlueTrainer(Trainer):
     (`predict_in_file_order`) so that predictions map back to rows.
     """
 
-    def __init__(self, *args, train_lengths=None, guard: DivergenceGuard | None = None, **kwargs):
-        super().__init__(*args, callbacks=[guard] if guard else None, **kwargs)
+    def __init__(self, *args, train_lengths=None, **kwargs):
+        super().__init__(*args, **kwargs)
         self.train_lengths = train_lengths
-        self.guard = guard
-
-    def training_step(self, model, inputs, num_items_in_batch=None):
-        loss = super().training_step(model, inputs, num_items_in_batch)
-        if self.guard is not None:  # every step, so that no checkpoint of a diverged model is saved
-            self.guard.observe(loss, self.state.global_step + 1)
-        return loss
 
     def _get_train_sampler(self, train_dataset=None):
         if self.args.train_sampling_strategy == "group_by_length" and self.train_lengths is not None:
@@ -655,7 +648,8 @@ def build_trainer(model, training_args, tokenizer, task: GlueTask, train_dataset
     return GlueTrainer(
         model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
         processing_class=tokenizer, data_collator=collator, compute_metrics=metrics_function(task),
-        train_lengths=train_dataset["length"] if train_dataset is not None else None, guard=guard,
+        train_lengths=train_dataset["length"] if train_dataset is not None else None,
+        callbacks=[guard] if guard is not None else None,
     )
 
 

@@ -38,17 +38,26 @@ class SparseMlmHead:
             return None
         return (args[0][self.rows],) + tuple(args[1:])
 
-    def logits(self, model, inputs) -> torch.Tensor:
-        """[n_masked, vocab] logits for the positions where labels != -100."""
+    def outputs(self, model, inputs, **options):
+        """The model's outputs with the head run on the positions where labels != -100 only: their logits are
+        [n_masked, vocab]; hidden states (with output_hidden_states=True) stay whole."""
         self.rows = inputs["labels"] != -100
         try:
-            features = {k: v for k, v in inputs.items() if k != "labels"}
-            return model(**features).logits
+            return model(**{k: v for k, v in inputs.items() if k != "labels"}, **options)
         finally:
             self.rows = None
 
     def remove(self):
         self.handle.remove()
+
+
+def masked_forward(model, sparse: SparseMlmHead | None, inputs, **options):
+    """(logits at the masked positions, the model's outputs); with `sparse` the head runs on those positions only."""
+    if sparse is not None:
+        outputs = sparse.outputs(model, inputs, **options)
+        return outputs.logits, outputs
+    outputs = model(**{k: v for k, v in inputs.items() if k != "labels"}, **options)
+    return outputs.logits[inputs["labels"] != -100], outputs
 
 
 class MaskedLmObjective:
@@ -57,11 +66,8 @@ class MaskedLmObjective:
 
     def masked_logits(self, model, inputs):
         labels = inputs["labels"]
-        if self.sparse is not None:
-            return self.sparse.logits(model, inputs), labels[labels != -100]
-        logits = model(**{k: v for k, v in inputs.items() if k != "labels"}).logits
-        keep = labels != -100
-        return logits[keep], labels[keep]
+        logits, _ = masked_forward(model, self.sparse, inputs)
+        return logits, labels[labels != -100]
 
     def train_loss_sum(self, model, inputs):
         """(sum of token losses, number of tokens) for a training batch; None means: use the model's own loss."""
@@ -117,13 +123,12 @@ def _stats(logits: torch.Tensor, targets: torch.Tensor):
     return loss_sum.item(), targets.numel(), correct.item()
 
 
-class LmTrainer(Trainer):
-    """Trainer with an objective that owns the training loss (when it has its own) and token-level evaluation."""
+class GuardedTrainer(Trainer):
+    """Trainer that shows every step's loss to its DivergenceGuard callback, if it has one: every step, so that
+    no checkpoint of a diverged model is saved."""
 
-    def __init__(self, *args, objective=None, eval_collator=None, **kwargs):
+    def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.objective = objective
-        self.eval_collator = eval_collator  # its own seeded masks, so evaluation does not disturb training's
         self.guard = next((c for c in self.callback_handler.callbacks if isinstance(c, DivergenceGuard)), None)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
@@ -131,6 +136,15 @@ class LmTrainer(Trainer):
         if self.guard is not None:
             self.guard.observe(loss, self.state.global_step + 1)
         return loss
+
+
+class LmTrainer(GuardedTrainer):
+    """Trainer with an objective that owns the training loss (when it has its own) and token-level evaluation."""
+
+    def __init__(self, *args, objective=None, eval_collator=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.objective = objective
+        self.eval_collator = eval_collator  # its own seeded masks, so evaluation does not disturb training's
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         own = None if return_outputs else self.objective.train_loss_sum(model, inputs)
