@@ -28,6 +28,15 @@ so chunk the corpus into 141-token pieces and the collator yields inputs of 128 
 span count is clamped by the non-noise count (very high densities), where it can grow by 2 and skip
 max_seq_length; the collator then pads the input (pad id, attention mask 0) so returned lengths stay exact.
 
+Agreement with T5's own helper (``random_spans_helper`` in google-research/text-to-text-transfer-transformer,
+transcribed as ``compute_input_and_target_lengths`` in Hugging Face's Flax ``run_t5_mlm.py``): the same lengths
+wherever that helper is self-consistent, including its one exception at noise density exactly 0.5, where it gives
+up one raw token so that the target is no longer than the input (64 -> 94 raw / 64 target, 512 -> 766 / 512, not
+95 / 65 and 767 / 513). Where the helper is not self-consistent we keep the exact value instead: with mean span
+length 1 it starts its search at L = max_seq_length, whose input is already one token too long (64 -> 64 raw,
+input 65); above density 0.5 its span count ignores that spans need kept tokens between them, so its lengths are
+not what corruption produces.
+
 Rounding is Python's ``round`` (half to even), like Google's ``tf.round`` in
 t5.data.preprocessors.random_spans_noise_mask.
 """
@@ -62,7 +71,8 @@ def corrupted_lengths(length: int, noise_density: float, mean_noise_span_length:
 def expand_input_length(
     max_seq_length: int, noise_density: float = 0.15, mean_noise_span_length: float = 3.0
 ) -> tuple[int, int]:
-    """(raw_length, target_length): the most raw tokens whose corrupted input fits in max_seq_length."""
+    """(raw_length, target_length): the most raw tokens whose corrupted input fits in max_seq_length (at noise
+    density 0.5, one fewer where that keeps the target within max_seq_length, as T5's helper does)."""
 
     def fits(length: int) -> bool:
         return corrupted_lengths(length, noise_density, mean_noise_span_length)[0] <= max_seq_length
@@ -81,7 +91,12 @@ def expand_input_length(
             fitting = middle
         else:
             too_long = middle
-    return fitting, corrupted_lengths(fitting, noise_density, mean_noise_span_length)[1]
+    target_length = corrupted_lengths(fitting, noise_density, mean_noise_span_length)[1]
+    if noise_density == 0.5 and target_length > max_seq_length and fitting > smallest:
+        # T5's helper: "minor hack to get the targets length to be equal to inputs length" (see the module notes)
+        fitting -= 1
+        target_length = corrupted_lengths(fitting, noise_density, mean_noise_span_length)[1]
+    return fitting, target_length
 
 
 def _check_noise_parameters(noise_density: float, mean_noise_span_length: float) -> None:

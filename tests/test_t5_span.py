@@ -70,6 +70,65 @@ def test_expand_input_length_matches_t5(max_seq_length, raw_length, target_lengt
     assert expand_input_length(max_seq_length, 0.15, 3.0) == (raw_length, target_length)
 
 
+def t5_reference_lengths(inputs_length, noise_density, mean_noise_span_length):
+    """T5's random_spans_helper (as transcribed in Hugging Face's Flax run_t5_mlm.py), written out here."""
+    def lengths(tokens_length):
+        num_noise_tokens = int(round(tokens_length * noise_density))
+        num_noise_spans = int(round(num_noise_tokens / mean_noise_span_length))
+        return tokens_length - num_noise_tokens + num_noise_spans + 1, num_noise_tokens + num_noise_spans + 1
+
+    tokens_length = inputs_length
+    while lengths(tokens_length + 1)[0] <= inputs_length:
+        tokens_length += 1
+    inputs_length_found, targets_length = lengths(tokens_length)
+    if noise_density == 0.5 and targets_length > inputs_length_found:
+        tokens_length -= 1
+        targets_length -= 1
+    return tokens_length, targets_length
+
+
+def corrupted(raw, density, mean_span):
+    num_noise, num_spans = expected_counts(raw, density, mean_span)
+    return raw - num_noise + num_spans + 1, num_noise + num_spans + 1
+
+
+# (input length, noise density, mean span): T5's and BART-like settings, the density 0.5 cases where T5's helper
+# gives up a raw token, and the cases where it is not self-consistent (mean span 1; density above 0.5).
+REFERENCE_SETTINGS = [(n, d, m) for n in (64, 128, 256, 512, 568, 1024) for d, m in ((0.15, 3.0), (0.5, 3.0))] + [
+    (n, d, m) for n in (16, 100, 512) for d, m in ((0.3, 2.0), (0.5, 2.0), (0.5, 5.0), (0.5, 8.0), (0.15, 1.0),
+                                                   (0.5, 1.0), (0.8, 3.0), (0.15, 10.0))]
+
+
+@pytest.mark.parametrize("input_length, density, mean_span", REFERENCE_SETTINGS)
+def test_lengths_equal_t5s_helper_where_it_is_self_consistent(input_length, density, mean_span):
+    """Expected values come from the transcription above and the counting rules, never from lmzoo: T5's helper
+    where its raw length really corrupts to an input that fits and to the target it states; otherwise the largest
+    raw length that fits. Then the collator must produce exactly those shapes."""
+    reference_raw, reference_target = t5_reference_lengths(input_length, density, mean_span)
+    real_input, real_target = corrupted(reference_raw, density, mean_span)
+    if real_input <= input_length and real_target == reference_target:
+        expected = (reference_raw, reference_target)
+    else:
+        raw = 2
+        while corrupted(raw + 1, density, mean_span)[0] <= input_length:
+            raw += 1
+        expected = (raw, corrupted(raw, density, mean_span)[1])
+    assert expand_input_length(input_length, density, mean_span) == expected
+    batch = collator(input_length, density, mean_span)(raw_examples(2, expected[0]))
+    assert batch["labels"].shape == (2, expected[1]) and (batch["labels"][:, -1] == EOS).all()
+    assert batch["input_ids"].shape == (2, input_length)
+
+
+def test_t5s_published_lengths_at_density_one_half():
+    """The values the numbers issue quoted from T5's helper (mean span 3), and that helper's own inconsistency
+    at mean span 1 (its 64 raw tokens would corrupt to 65 input tokens), which we do not copy."""
+    published = {64: (94, 64), 128: (190, 128), 256: (382, 256), 512: (766, 512), 568: (850, 568),
+                 1024: (1534, 1024)}
+    assert {n: expand_input_length(n, 0.5, 3.0) for n in published} == published
+    assert t5_reference_lengths(64, 0.5, 1.0) == (64, 65) and corrupted(64, 0.5, 1.0)[0] == 65
+    assert expand_input_length(64, 0.5, 1.0) == (63, 64)
+
+
 @fast
 @given(length=lengths, density=densities, mean_span=mean_spans, seed=seeds)
 def test_single_mask_counts_and_alternation(length, density, mean_span, seed):
@@ -104,7 +163,9 @@ def test_expand_input_length_is_the_largest_that_fits(max_seq_length, density, m
         return raw - num_noise + num_spans + 1
 
     num_noise, num_spans = expected_counts(raw_length, density, mean_span)
-    assert input_length(raw_length) <= max_seq_length < input_length(raw_length + 1)
+    gave_up_one = density == 0.5 and corrupted(raw_length + 1, density, mean_span)[1] > max_seq_length
+    largest = raw_length + 1 if gave_up_one and input_length(raw_length + 1) <= max_seq_length else raw_length
+    assert input_length(raw_length) <= max_seq_length < input_length(largest + 1)
     assert target_length == num_noise + num_spans + 1
 
 
