@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM
 from lmzoo.args import DataArguments, PretrainingArguments, ModelArguments, parse_args
 from lmzoo.collators import CausalLmCollator
 from lmzoo.data import causal_layout, load_raw_corpus, load_tokenized
-from lmzoo.errors import UsageError, run_main
+from lmzoo.errors import UsageError, require, run_main
 from lmzoo.generation import sample_continuations, strided_perplexity
 from lmzoo.pretrain import (block_length, build_config, build_model, build_tokenizer, check_model_type, finish_run,
                             start_run)
@@ -36,6 +36,14 @@ class ClmArguments:
     sample_max_new_tokens: int = field(default=40, metadata={"help": "Length of each sampled continuation."})
 
 
+def check_eval_stride(stride: int | None, block: int, do_eval: bool) -> None:
+    """Before any data work: a bad stride would otherwise fail (or be ignored) after the whole training run."""
+    if stride is None:
+        return
+    require(do_eval, "--eval_stride scores the validation text after training: it needs --do_eval")
+    require(0 < stride <= block, f"--eval_stride must be between 1 and the block size ({block}), got {stride}")
+
+
 @run_main
 def main():
     model_args, data_args, clm_args, training_args = parse_args(
@@ -47,6 +55,7 @@ def main():
     config = build_config(model_args, run)
     check_model_type(config, CLM_MODEL_TYPES, "run_clm.py")
     block = block_length(clm_args.block_size or data_args.max_seq_length, 1024, config, "--block_size")
+    check_eval_stride(clm_args.eval_stride, block, training_args.do_eval)
     raw = load_raw_corpus(data_args, run.hub_cache)
     tokenizer = build_tokenizer(model_args, config, raw, run)
     data = load_tokenized(data_args, run.cache_root, raw, tokenizer, causal_layout(tokenizer, block), "clm")
@@ -66,7 +75,7 @@ def main():
     extra = {"objective": "causal LM"}
 
     def after_training(record):  # on the trained weights, main process only
-        if clm_args.eval_stride and training_args.do_eval:
+        if clm_args.eval_stride is not None:
             text = "\n\n".join(raw["validation"]["text"])
             ids = tokenizer(text, add_special_tokens=False)["input_ids"]
             record["strided"] = strided_perplexity(trainer.model, ids, block, clm_args.eval_stride,

@@ -27,7 +27,7 @@ from lmzoo import glue
 from lmzoo.args import LmzooTrainingArguments, parse_args, prepare_output_dir
 from lmzoo.callbacks import DivergenceGuard
 from lmzoo.errors import require, run_main
-from lmzoo.records import write_run_results
+from lmzoo.records import batch_fields_of, write_run_results
 
 logger = logging.getLogger("run_glue")
 
@@ -161,16 +161,20 @@ def main(argv=None):
     record.update(status="diverged" if diverged else "completed", diverged_at_step=guard.diverged_at_step,
                   submission_files=submission_files,
                   checkpoint_saved=training_args.do_train and model_args.save_model and not diverged)
-    write_run_results(training_args.output_dir, metrics, record)
+    for key, why in record["undefined_metrics"].items():
+        logger.warning("%s is %s", key, why)
+    if trainer.is_world_process_zero():
+        write_run_results(training_args.output_dir, metrics, record)
     if diverged:
         raise SystemExit(3)  # as the pretraining scripts do; the sweep then records the point as diverged
-    logger.info("%s combined score: %s", task.name, record["combined_score"])
+    logger.info("%s combined score: %s", task.name,
+                "undefined" if record["combined_score"] is None and record["undefined_metrics"]
+                else record["combined_score"])
 
 
 def run_record(model_args, model_path, data_args, training_args, task, data, metrics, started) -> dict:
-    """What the sweep and the zoo tables read: the settings that matter and every dev metric."""
-    batch_size = (training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
-                  * max(1, training_args.world_size))
+    """What the sweep and the zoo tables read (lmzoo.records.GlueRecord): the settings that matter, every dev
+    metric (None where undefined, with the reason in undefined_metrics) and how many examples each was over."""
     quality_keys = {f"{split.key}_{name}" for split in task.dev_splits
                     for name in (*task.metrics, "combined_score", "loss")}
     return {
@@ -179,9 +183,7 @@ def run_record(model_args, model_path, data_args, training_args, task, data, met
         "model": model_args.model_name_or_path,
         "model_path": model_path,
         "data": data.source,
-        "batch_size": batch_size,
-        "per_device_train_batch_size": training_args.per_device_train_batch_size,
-        "gradient_accumulation_steps": training_args.gradient_accumulation_steps,
+        **batch_fields_of(training_args),
         "learning_rate": training_args.learning_rate,
         "num_train_epochs": training_args.num_train_epochs,
         "max_steps": training_args.max_steps,
@@ -192,7 +194,10 @@ def run_record(model_args, model_path, data_args, training_args, task, data, met
         "max_train_samples": data_args.max_train_samples,
         "max_eval_samples": data_args.max_eval_samples,
         "train_examples": len(data.train) if data.train is not None else 0,
+        "eval_examples": {split.key: metrics[f"{split.key}_samples"] for split in task.dev_splits
+                          if f"{split.key}_samples" in metrics},
         "dev_metrics": {key: value for key, value in metrics.items() if key in quality_keys},
+        "undefined_metrics": glue.undefined_metrics(task, metrics),
         "combined_score": glue.combined_score(task, metrics),
         "train_runtime_s": metrics.get("train_runtime"),
         "wall_time_s": round(time.time() - started, 2),

@@ -65,7 +65,7 @@ def main():
 
     collator = MlmCollator(tokenizer, mlm_args.mlm_probability, whole_word_mask=mlm_args.whole_word_mask)
     eval_collator = MlmCollator(tokenizer, mlm_args.mlm_probability, whole_word_mask=mlm_args.whole_word_mask,
-                                seed=training_args.seed + 1)
+                                seed=training_args.seed + 1, per_example_masks=True)
     head_fraction = mlm_args.mlm_probability if mlm_args.sparse_mlm_head else 1.0
     callbacks = run.callbacks(model, block, causal=False, head_fraction=head_fraction)
     record = {"objective": "masked LM", "mlm_probability": mlm_args.mlm_probability,

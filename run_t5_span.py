@@ -65,10 +65,11 @@ def main():
     data = load_tokenized(data_args, run.cache_root, raw, tokenizer, layout, "t5span")
     model = build_model(model_args, config, tokenizer, AutoModelForSeq2SeqLM)
 
-    def collator(seed):
+    def collator(seed, per_example_noise=False):
         return DataCollatorForT5SpanCorruption(tokenizer, input_length=input_length, target_length=target_length,
                                                noise_density=span_args.noise_density,
-                                               mean_noise_span_length=span_args.mean_noise_span_length, seed=seed)
+                                               mean_noise_span_length=span_args.mean_noise_span_length, seed=seed,
+                                               per_example_noise=per_example_noise)
 
     trainer = LmTrainer(
         model=model,
@@ -76,7 +77,7 @@ def main():
         train_dataset=data["train"] if training_args.do_train else None,
         eval_dataset=data["validation"] if training_args.do_eval else None,
         data_collator=collator(None),  # torch's global generator: checkpointed, so resuming is exact
-        eval_collator=collator(training_args.seed + 1),
+        eval_collator=collator(training_args.seed + 1, per_example_noise=True),
         processing_class=tokenizer,
         objective=Seq2SeqObjective(),
         callbacks=run.callbacks(model, input_length, causal=False),

@@ -245,5 +245,11 @@ class DataArguments:
         "help": "Root for lmzoo's caches (tokenized data, trained tokenizers, compile cache, Hub downloads); "
                 "default $LMZOO_CACHE_DIR or ~/.cache/lmzoo."})
 
+    def __post_init__(self):
+        for flag in ("max_train_samples", "max_eval_samples", "max_seq_length", "preprocessing_num_workers"):
+            value = getattr(self, flag)
+            # --max_eval_samples 0 would "evaluate" nothing and publish loss 0 / perplexity 1
+            require(value is None or value > 0, f"--{flag} must be a positive integer, got {value}")
+
     def has_source(self) -> bool:
         return bool(self.dataset_name or self.dataset_dir or self.train_file)

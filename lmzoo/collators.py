@@ -7,9 +7,11 @@ previous word), so whole-word masking works on packed blocks with a table look-u
 (T5 span corruption lives in lmzoo.t5_span.)
 """
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 
@@ -28,6 +30,13 @@ def continuation_table(tokenizer) -> torch.Tensor:
         elif uses_word_start_marker and not piece.startswith(word_starts) and piece.isalnum():
             table[index] = True
     return table
+
+
+def example_seed(seed: int, token_ids) -> int:
+    """A 63-bit seed from `seed` and an example's tokens: the same example gets the same seed wherever it is."""
+    data = np.asarray(token_ids.tolist() if hasattr(token_ids, "tolist") else token_ids, dtype=np.int64).tobytes()
+    digest = hashlib.blake2b(data, digest_size=8, key=str(int(seed)).encode()).digest()
+    return int.from_bytes(digest, "little") & (2**63 - 1)
 
 
 def pad_sequences(sequences, pad_id: int, pad_to_multiple_of: int | None = None):
@@ -58,7 +67,11 @@ def document_attention_mask(position_ids: torch.Tensor, causal: bool = False) ->
 class MlmCollator:
     """Mask `mlm_probability` of the tokens (never special tokens or padding); of those, 80% become [MASK],
     10% a random token, 10% stay. Labels are the original ids at masked positions and -100 elsewhere.
-    Random draws come from torch's global generator, or from a generator of its own when `seed` is given."""
+    Random draws come from torch's global generator, or from a generator of its own when `seed` is given.
+
+    `per_example_masks` (evaluation): each example's draws come from a generator seeded with `seed` and the
+    example's own tokens, so its masks do not depend on its batch, its place in the order or the rank that
+    evaluates it: an evaluation on 2 processes masks exactly what one process does, at every evaluation."""
 
     tokenizer: object
     mlm_probability: float = 0.15
@@ -67,6 +80,7 @@ class MlmCollator:
     whole_word_mask: bool = False
     seed: int | None = None
     pad_to_multiple_of: int | None = None
+    per_example_masks: bool = False
     _generator: torch.Generator | None = field(default=None, init=False, repr=False)
     _generator_pid: int | None = field(default=None, init=False, repr=False)
 
@@ -116,21 +130,35 @@ class MlmCollator:
                 "attention_mask": document_attention_mask(position_ids), "labels": labels}
 
     def mask_tokens(self, input_ids: torch.Tensor, real: torch.Tensor):
-        rng = self._rng()
+        draw, action, random_ids = self._draws(input_ids, real)
         maskable = real & ~self.special[input_ids]
-        draw = torch.rand(input_ids.shape, generator=rng)
         if self.whole_word_mask:
             draw = draw.gather(1, self._word_start_index(input_ids))  # every piece of a word shares its first draw
         masked = (draw < self.mlm_probability) & maskable
         labels = torch.where(masked, input_ids, torch.full_like(input_ids, -100))
-        action = torch.rand(input_ids.shape, generator=rng)
         to_mask = masked & (action < self.mask_replace_prob)
         to_random = masked & (action >= self.mask_replace_prob) & (action < self.mask_replace_prob + self.random_replace_prob)
         corrupted = input_ids.clone()
         corrupted[to_mask] = self.tokenizer.mask_token_id
-        random_ids = torch.randint(len(self.tokenizer), input_ids.shape, generator=rng)
         corrupted[to_random] = random_ids[to_random]
         return corrupted, labels
+
+    def _draws(self, input_ids: torch.Tensor, real: torch.Tensor):
+        """(mask draw, replacement draw, random token ids), each shaped like input_ids."""
+        if not self.per_example_masks:
+            rng = self._rng()
+            draw = torch.rand(input_ids.shape, generator=rng)
+            action = torch.rand(input_ids.shape, generator=rng)
+            return draw, action, torch.randint(len(self.tokenizer), input_ids.shape, generator=rng)
+        draw = torch.ones(input_ids.shape)  # padding: never masked
+        action = torch.zeros(input_ids.shape)
+        random_ids = torch.zeros_like(input_ids)
+        for row, length in enumerate(real.sum(dim=1).tolist()):  # real tokens are a prefix (right padding)
+            generator = torch.Generator().manual_seed(example_seed(self.seed or 0, input_ids[row, :length]))
+            draw[row, :length] = torch.rand(length, generator=generator)
+            action[row, :length] = torch.rand(length, generator=generator)
+            random_ids[row, :length] = torch.randint(len(self.tokenizer), (length,), generator=generator)
+        return draw, action, random_ids
 
     def _word_start_index(self, input_ids: torch.Tensor) -> torch.Tensor:
         positions = torch.arange(input_ids.shape[1]).expand_as(input_ids)

@@ -387,6 +387,14 @@ def tokenized_cache_dir(args: DataArguments, cache_root: str, raw, tokenizer, la
                         + hashlib.sha256(key.encode()).hexdigest()[:16])
 
 
+def describe_split_source(args: DataArguments, split: str) -> str:
+    if split == "validation" and args.validation_file:
+        return f"--validation_file {args.validation_file}"
+    if split == "validation" and not args.dataset_dir and not args.dataset_name:
+        return f"{args.validation_split_percentage}% of the training documents"
+    return f"--train_file {args.train_file}" if args.train_file else (args.dataset_dir or args.dataset_name)
+
+
 def load_tokenized(args: DataArguments, cache_root: str, raw, tokenizer, layout: BlockLayout, kind: str):
     """Tokenized blocks for train/validation, built once and reused; trimmed by --max_*_samples."""
     from datasets import load_from_disk
@@ -397,13 +405,22 @@ def load_tokenized(args: DataArguments, cache_root: str, raw, tokenizer, layout:
         scratch = os.path.join(tmp, "_map")
         os.makedirs(scratch)
         names = {split: os.path.join(scratch, f"{split}.arrow") for split in raw}
-        tokenize_corpus(raw, tokenizer, layout, args.line_by_line, args.preprocessing_num_workers, names,
-                        args.packing).save_to_disk(os.path.join(tmp, "data"))
+        tokenized = tokenize_corpus(raw, tokenizer, layout, args.line_by_line, args.preprocessing_num_workers, names,
+                                    args.packing)
+        for split in ("train", "validation"):  # before anything is kept: an empty split cannot even be saved
+            require(len(tokenized[split]) > 0, f"the {split} split ({describe_split_source(args, split)}) has fewer "
+                                               f"tokens than one block of {layout.block_length}; use a smaller "
+                                               "--max_seq_length/--block_size or more text")
+        tokenized.save_to_disk(os.path.join(tmp, "data"))
         shutil.rmtree(scratch)
 
     require(args.packing in ("blocks", "documents"), f"--packing must be blocks or documents, got {args.packing}")
     build_once(folder, build, f"tokenized {kind} blocks of {layout.block_length} tokens ({args.packing} packing)")
-    data = load_from_disk(os.path.join(folder, "data"))
+    try:
+        data = load_from_disk(os.path.join(folder, "data"))
+    except Exception as err:  # datasets raises many types for a damaged folder
+        raise UsageError(f"the tokenized cache {folder} cannot be read ({type(err).__name__}); delete it to "
+                         "rebuild it") from err
     for split in ("train", "validation"):
         require(len(data[split]) > 0, f"the {split} split has fewer tokens than one block of {layout.block_length}; "
                                       "use a smaller --max_seq_length/--block_size or more text")

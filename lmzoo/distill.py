@@ -293,6 +293,8 @@ class DistillationObjective(MaskedLmObjective):
                            student.config.hidden_size, teacher.config.hidden_size)
         self.terms_log = LossTermsLog(("loss_ce", "loss_mlm") + (("loss_cos",) if self.use_cosine else ()))
 
+    loss_is_token_sum_normalised = True  # train_loss_sum always gives our own summed loss
+
     def record(self) -> dict:
         """What the results record says about the distillation."""
         return {**self.args.record(), "cosine_loss": self.use_cosine}

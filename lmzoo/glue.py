@@ -31,6 +31,8 @@ from typing import NamedTuple
 
 import datasets
 import numpy as np
+import torch
+import torch.nn.functional as F
 from huggingface_hub import constants as hub_constants
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import f1_score, matthews_corrcoef
@@ -158,10 +160,15 @@ def get_task(name: str | None) -> GlueTask:
 # Metrics
 
 
+UNDEFINED_CORRELATION = ("undefined: every prediction (or every label) is the same value, and a correlation with a "
+                         "constant does not exist")
+
+
 def _correlation(function, predictions, references) -> float:
-    # A constant prediction has no correlation; score it 0.0, as scikit-learn does for Matthews correlation.
+    # A constant has no correlation: NaN, as scipy and GLUE's own metric give (with a warning), published as
+    # undefined, never as a score. (Matthews correlation stays 0 for a constant classifier: GLUE's convention.)
     if np.ptp(predictions) == 0 or np.ptp(references) == 0:
-        return 0.0
+        return math.nan
     return float(function(predictions, references)[0])
 
 
@@ -175,11 +182,33 @@ METRIC_FUNCTIONS = {
 
 
 def glue_metrics(task: GlueTask, predictions, references) -> dict[str, float]:
-    """The task's GLUE metrics plus `combined_score`, their mean. Predictions are label ids (or scores for STS-B)."""
+    """The task's GLUE metrics plus `combined_score`, their mean. Predictions are label ids (or scores for STS-B).
+    An undefined metric is NaN, and so is the combined score then."""
     predictions, references = np.asarray(predictions), np.asarray(references)
     scores = {name: METRIC_FUNCTIONS[name](predictions, references) for name in task.metrics}
     scores["combined_score"] = float(np.mean(list(scores.values())))
     return scores
+
+
+def undefined_metrics(task: GlueTask, metrics: dict) -> dict[str, str]:
+    """metric key -> why it has no value, for the dev metrics of `metrics` that are NaN."""
+    undefined = {}
+    for split in task.dev_splits:
+        for name in (*task.metrics, "combined_score"):
+            value = metrics.get(f"{split.key}_{name}")
+            if isinstance(value, float) and math.isnan(value):
+                undefined[f"{split.key}_{name}"] = (UNDEFINED_CORRELATION if name in ("pearson", "spearmanr")
+                                                    else "undefined: the mean of metrics that include an undefined one")
+    return undefined
+
+
+def mean_loss(task: GlueTask, logits, label_ids) -> float:
+    """The loss the model trains on, averaged over examples: cross-entropy, or squared error for STS-B."""
+    logits = torch.as_tensor(np.asarray(logits[0] if isinstance(logits, tuple) else logits), dtype=torch.float64)
+    labels = torch.as_tensor(np.asarray(label_ids))
+    if task.is_regression:
+        return float(F.mse_loss(logits.reshape(-1), labels.double().reshape(-1)))
+    return float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.long().reshape(-1)))
 
 
 def logits_to_predictions(task: GlueTask, logits) -> np.ndarray:
@@ -197,10 +226,13 @@ def metrics_function(task: GlueTask):
 
 
 def combined_score(task: GlueTask, metrics: dict) -> float | None:
-    """The task's single number: the dev combined score, for MNLI averaged over matched and mismatched."""
+    """The task's single number: the dev combined score, for MNLI averaged over matched and mismatched; None when
+    there is none or when it is undefined."""
     scores = [metrics[f"{split.key}_combined_score"] for split in task.dev_splits
               if f"{split.key}_combined_score" in metrics]
-    return float(np.mean(scores)) if scores else None
+    if not scores or not all(math.isfinite(score) for score in scores):
+        return None
+    return float(np.mean(scores))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -550,8 +582,11 @@ def predict_in_file_order(trainer, encoded_split, metric_key_prefix: str):
 def predict_to_file(trainer, task: GlueTask, encoded_split, indices, path: str, metric_key_prefix: str) -> dict:
     """Predict a split and write its predictions file; return its metrics (GLUE metrics where it has labels)."""
     logits, label_ids, metrics = predict_in_file_order(trainer, encoded_split, metric_key_prefix)
-    write_predictions(path, task, indices, logits_to_predictions(task, logits), label_ids)
-    return {**metrics, f"{metric_key_prefix}_samples": len(encoded_split)}
+    if not len(logits) == len(encoded_split) == len(indices):  # never a padded or a short predictions file
+        raise RuntimeError(f"{path}: {len(logits)} predictions for {len(encoded_split)} examples")
+    if trainer.is_world_process_zero():  # every rank predicts (the gather needs them all); one writes
+        write_predictions(path, task, indices, logits_to_predictions(task, logits), label_ids)
+    return {**metrics, f"{metric_key_prefix}_samples": len(logits)}
 
 
 def resolve_model_path(name: str) -> str:
@@ -618,12 +653,27 @@ class GlueTrainer(GuardedTrainer):
 
     transformers 5 drops the `length` column before building the sampler (then measures every example again)
     and also length-groups evaluation, in a shuffled order; we sort eval sets ourselves
-    (`predict_in_file_order`) so that predictions map back to rows.
+    (`predict_in_file_order`) so that predictions map back to rows. (Checked against transformers 5.24.)
     """
 
-    def __init__(self, *args, train_lengths=None, **kwargs):
+    def __init__(self, *args, train_lengths=None, task: GlueTask | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.train_lengths = train_lengths
+        self.task = task
+        self.loss_is_a_batch_mean()  # *ForSequenceClassification: a mean over the batch
+
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
+                        metric_key_prefix="eval"):
+        """The Trainer's loop; its loss is then recomputed from the gathered per-example outputs. The Trainer
+        averages batch means, and under torchrun the last batches hold examples repeated to even out the ranks,
+        whose losses enter those means (transformers 5.24): eval_loss was off by 1e-4 on 2 processes."""
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys,
+                                         metric_key_prefix)
+        key = f"{metric_key_prefix}_loss"
+        if self.task is not None and key in output.metrics and output.predictions is not None \
+                and output.label_ids is not None:
+            output.metrics[key] = mean_loss(self.task, output.predictions, output.label_ids)
+        return output
 
     def _get_train_sampler(self, train_dataset=None):
         if self.args.train_sampling_strategy == "group_by_length" and self.train_lengths is not None:
@@ -648,7 +698,7 @@ def build_trainer(model, training_args, tokenizer, task: GlueTask, train_dataset
     return GlueTrainer(
         model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
         processing_class=tokenizer, data_collator=collator, compute_metrics=metrics_function(task),
-        train_lengths=train_dataset["length"] if train_dataset is not None else None,
+        train_lengths=train_dataset["length"] if train_dataset is not None else None, task=task,
         callbacks=[guard] if guard is not None else None,
     )
 

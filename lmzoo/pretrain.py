@@ -25,10 +25,21 @@ from .cache import default_cache_dir
 from .callbacks import DivergenceGuard, ThroughputCallback, device_peak_flops, flops_per_token, precision_of
 from .errors import UsageError, require
 from .presets import load_config, max_positions, preset_name
-from .records import hardware, write_run_results
+from .records import batch_fields_of, hardware, write_run_results
 from .tokenizer import check_fits_model, load_tokenizer, trained_tokenizer
 
 logger = logging.getLogger("lmzoo")
+
+
+# How each script's eval_loss / perplexity is computed (written into every record and the zoo's methods).
+PERPLEXITY_KINDS = {
+    "run_mlm.py": "exp of the mean cross-entropy over the masked tokens of every validation block (15% by default, "
+                  "one fixed draw per block, the same at every evaluation)",
+    "run_clm.py": "exp of the mean next-token cross-entropy over every validation block (fixed blocks of "
+                  "--block_size tokens, each predicted without context from the previous block)",
+    "run_t5_span.py": "exp of the mean cross-entropy over the target tokens (sentinels, hidden spans and EOS) of "
+                      "every validation block (one fixed span draw per block)",
+}
 
 
 @dataclass
@@ -127,12 +138,24 @@ def build_tokenizer(model_args, config, raw, run: Run):
         tokenizer = load_tokenizer(model_args.model_name_or_path, run.hub_cache)
         source = model_args.model_name_or_path
     else:
-        vocab_size = model_args.vocab_size or config.vocab_size
-        tokenizer = trained_tokenizer(config.model_type, raw["train"], "text", vocab_size, corpus_fingerprint(raw),
+        requested = model_args.vocab_size or config.vocab_size
+        tokenizer = trained_tokenizer(config.model_type, raw["train"], "text", requested, corpus_fingerprint(raw),
                                       run.cache_root)
-        source = f"trained on the corpus ({vocab_size} tokens)"
+        tokenizer.lmzoo_requested_size = requested
+        source = f"trained on the corpus ({len(tokenizer):,} tokens"
+        if len(tokenizer) > requested:
+            source += (f"; --vocab_size asked for {requested:,}, below the corpus's characters plus the special "
+                       "tokens, which every tokenizer keeps")
+            logger.warning("--vocab_size %d is below what a tokenizer of this corpus can have; it has %d tokens",
+                           requested, len(tokenizer))
+        elif len(tokenizer) < requested:
+            source += f"; {requested:,} were asked for, the corpus has no more distinct pieces to merge"
+        source += ")"
     tokenizer.lmzoo_source = source
     fit_vocabulary(model_args, config, tokenizer)
+    logger.info("tokenizer: %s; the model's embedding table: %s rows%s", source, f"{config.vocab_size:,}",
+                "" if config.vocab_size == len(tokenizer) else
+                " (the config's size is kept: rows past the tokenizer's last id are never looked up)")
     return tokenizer
 
 
@@ -211,8 +234,8 @@ def finish_run(trainer, run: Run, *, script: str, model_args, data_args, config,
         eval_metrics = trainer.evaluate()
         metrics.update(eval_metrics)
         metrics["perplexity"] = eval_metrics["eval_perplexity"]
-    samples_per_step = args.train_batch_size * args.gradient_accumulation_steps * args.world_size
-    tokens_per_step = samples_per_step * block
+    batch = batch_fields_of(args)
+    tokens_per_step = batch["effective_batch_size"] * block
     record = {
         "kind": "pretrain",
         "script": script,
@@ -224,14 +247,16 @@ def finish_run(trainer, run: Run, *, script: str, model_args, data_args, config,
         "config_name": model_args.config_name or model_args.model_name_or_path or model_args.model_type,
         "config_overrides": model_args.config_overrides,
         "parameters": sum(p.numel() for p in trainer.model.parameters()),
+        "embedding_rows": trainer.model.get_input_embeddings().num_embeddings,
         "vocab_size": len(tokenizer),
+        "vocab_size_requested": getattr(tokenizer, "lmzoo_requested_size", None),
         "tokenizer": tokenizer.lmzoo_source,
         "corpus": describe_corpus(data_args),
         "block_size": block,
         "packing": "line by line" if data_args.line_by_line else data_args.packing,
         "train_samples": len(trainer.train_dataset) if trainer.train_dataset is not None else 0,
         "steps": trainer.state.global_step,
-        "batch_size": samples_per_step,
+        **batch,
         "learning_rate": args.learning_rate,
         "tokens_seen": trainer.state.global_step * tokens_per_step,
         "precision": precision_of(args),
@@ -240,7 +265,9 @@ def finish_run(trainer, run: Run, *, script: str, model_args, data_args, config,
         "eval_loss": metrics.get("eval_loss"),
         "perplexity": metrics.get("perplexity"),
         "eval_accuracy": metrics.get("eval_accuracy"),
-        "perplexity_kind": "exp(mean token loss) over fixed validation blocks",
+        "eval_tokens": metrics.get("eval_tokens"),
+        "eval_examples": metrics.get("eval_examples"),
+        "perplexity_kind": PERPLEXITY_KINDS[script],
         "initial_eval_loss": initial_eval_loss(trainer),
         "throughput": run.throughput.summary() if run.throughput else None,
         "loss_curve": loss_curve(trainer, tokens_per_step),
@@ -276,7 +303,8 @@ def print_summary(record: dict, metrics: dict, output_dir: str) -> None:
              f"{record['tokens_seen']:,} tokens, {record['wall_time_s']} s"]
     if record.get("eval_loss") is not None:
         lines.append(f"[lmzoo] eval_loss {record['eval_loss']:.4f}  perplexity {record['perplexity']:.2f}  "
-                     f"accuracy {record['eval_accuracy']:.4f}")
+                     f"accuracy {record['eval_accuracy']:.4f}  (over {record['eval_tokens']:,} tokens of "
+                     f"{record['eval_examples']:,} validation blocks)")
     throughput = record.get("throughput") or {}
     if throughput.get("tokens_per_second"):
         mfu = f"  MFU {throughput['mfu']:.2%}" if throughput.get("mfu") else ""

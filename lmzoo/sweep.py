@@ -37,8 +37,9 @@ import time
 from dataclasses import dataclass
 
 from .errors import UsageError, require, run_main
-from .records import RECORD_NAME, atomic_write_json, hardware, read_json
-from .zoo import FINISHED_STATUSES, build_zoo, file_safe, format_lr, format_number, model_label, record_status
+from .records import (FINISHED_STATUSES, RECORD_NAME, RecordError, batch_fields, glue_failure_record, load_record,
+                      write_record)
+from .zoo import build_zoo, file_safe, format_lr, format_number, model_label, record_status
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUTPUT_ROOT = os.path.join(REPO_ROOT, "outputs")
@@ -283,8 +284,8 @@ def check_same_request(points: list[GridPoint], settings: Settings) -> None:
 def read_record(folder: str) -> dict | None:
     path = os.path.join(folder, RECORD_NAME)
     try:
-        return read_json(path)
-    except (OSError, ValueError):  # absent, or cut short by a kill: either way not finished
+        return load_record(path)
+    except RecordError:  # absent, cut short by a kill, or not a whole record: either way not finished
         return None
 
 
@@ -309,19 +310,29 @@ def run_arguments(point: GridPoint, settings: Settings, folder: str) -> list[str
 
 def failure_record(point: GridPoint, settings: Settings, exit_code: int, log: str, command: list[str],
                    wall_time_s: float, written: dict | None) -> dict:
-    """What the zoo needs to show the grid point as failed, on top of whatever the run managed to record."""
-    record = dict(written or {})
-    record.update({
-        "kind": "glue", "task": point.task, "model": settings.model, "batch_size": point.batch_size,
-        "per_device_train_batch_size": point.batch_size, "learning_rate": point.learning_rate,
-        "num_train_epochs": point.epochs, "seed": point.seed, "max_train_samples": settings.max_train_samples,
-        "status": record.get("status") if record.get("status") == "diverged" else "failed",
-        "exit_code": exit_code, "log": log, "command": shlex.join(command),
-        "wall_time_s": record.get("wall_time_s", round(wall_time_s, 2)),
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    })
-    record.setdefault("hardware", hardware())
-    return record
+    """What the zoo needs to show the grid point as failed, on top of whatever the run managed to record. The
+    batch is the one the run was asked for: the point's per-device batch, and whatever the extra arguments
+    changed (accumulation), on one process."""
+    accumulation = _extra_int(settings.extra_args, "--gradient_accumulation_steps", 1)
+    return glue_failure_record(
+        written, task=point.task, model=settings.model,
+        batch=batch_fields(point.batch_size, accumulation, (written or {}).get("world_size", 1)),
+        learning_rate=point.learning_rate, num_train_epochs=point.epochs, seed=point.seed,
+        max_train_samples=settings.max_train_samples, exit_code=exit_code, log=log, command=command,
+        wall_time_s=wall_time_s)
+
+
+def _extra_int(extra_args, flag: str, default: int) -> int:
+    value = default
+    for i, arg in enumerate(extra_args):  # the last one wins, as in argparse
+        text = extra_args[i + 1] if arg == flag and i + 1 < len(extra_args) else (
+            arg.split("=", 1)[1] if arg.startswith(flag + "=") else None)
+        if text is not None:
+            try:
+                value = int(text)
+            except ValueError:
+                pass  # run_glue.py refuses it itself, and the run is recorded as failed
+    return value
 
 
 def remove_weights(folder: str) -> None:
@@ -360,7 +371,7 @@ class Runner:
                                                    time.time() - started, written)
         record["sweep"] = {"point": point.name, "name": self.settings.name, "request": self.settings.request(),
                            "seconds": round(time.time() - started, 3)}
-        atomic_write_json(os.path.join(folder, RECORD_NAME), record)
+        write_record(folder, record)
         if not self.settings.keep_checkpoints:
             remove_weights(folder)
         return ok
@@ -455,7 +466,8 @@ def report_line(point: GridPoint, settings: Settings, ok: bool, seconds: float) 
     record = read_record(folder) or {}
     where = f"{point.task} {point.name}"
     if ok:
-        return f"{where}: score {record.get('combined_score', float('nan')):.4f} ({seconds:.0f} s)"
+        score = record.get("combined_score")
+        return f"{where}: score {'undefined' if score is None else f'{score:.4f}'} ({seconds:.0f} s)"
     return (f"{where}: FAILED ({record.get('status', 'failed')}, exit code {record.get('exit_code')}); "
             f"log: {os.path.join(folder, LOG_NAME)}")
 

@@ -48,6 +48,8 @@ import numpy as np
 import torch
 from torch.utils.data import get_worker_info
 
+from .collators import example_seed
+
 IGNORE_INDEX = -100  # label value the cross-entropy loss skips
 
 
@@ -191,7 +193,9 @@ class DataCollatorForT5SpanCorruption:
     Randomness comes from a numpy Generator owned by the collator, seeded with ``seed``: the same seed and
     batches give the same output. In a DataLoader worker the stream is seeded with (seed, the worker's torch
     seed), so workers differ from each other and from one epoch to the next, and are still reproducible when
-    the DataLoader's torch generator is seeded (the Trainer seeds it).
+    the DataLoader's torch generator is seeded (the Trainer seeds it). With ``per_example_noise`` (evaluation)
+    each example's spans come from a Generator seeded with ``seed`` and the example's own tokens instead,
+    whatever its batch, its order or the rank that evaluates it.
     """
 
     tokenizer: Any = field(default=None, repr=False)
@@ -205,6 +209,7 @@ class DataCollatorForT5SpanCorruption:
     eos_token_id: int | None = None
     pad_token_id: int | None = None
     return_attention_mask: bool = True
+    per_example_noise: bool = False
     raw_length: int = field(init=False)
     _rng: np.random.Generator | None = field(default=None, init=False, repr=False)
     _rng_owner: int | None = field(default=None, init=False, repr=False)
@@ -276,9 +281,16 @@ class DataCollatorForT5SpanCorruption:
             )
         tokens = np.stack(rows)
         self._check_fits(tokens.shape[1])
-        noise = random_spans_noise_mask_batch(
-            len(tokens), tokens.shape[1], self.noise_density, self.mean_noise_span_length, self._generator()
-        )
+        if self.per_example_noise:  # evaluation: an example's spans depend on it alone, not on its batch or rank
+            noise = np.stack([
+                random_spans_noise_mask(tokens.shape[1], self.noise_density, self.mean_noise_span_length,
+                                        np.random.default_rng(example_seed(self.seed or 0, row)))
+                for row in tokens
+            ])
+        else:
+            noise = random_spans_noise_mask_batch(
+                len(tokens), tokens.shape[1], self.noise_density, self.mean_noise_span_length, self._generator()
+            )
         # The input keeps the non-noise tokens and a sentinel per noise span; the target is the mirror image.
         inputs = collapse_spans_to_sentinels(tokens, noise, self._sentinel_array)
         targets = collapse_spans_to_sentinels(tokens, ~noise, self._sentinel_array)

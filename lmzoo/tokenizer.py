@@ -123,7 +123,7 @@ def trained_tokenizer(model_type: str, dataset, text_column: str, vocab_size: in
     def build(tmp):
         train_tokenizer(model_type, dataset, text_column, vocab_size).save_pretrained(tmp)
 
-    build_once(folder, build, f"a {family} tokenizer ({vocab_size} tokens) trained on the corpus")
+    build_once(folder, build, f"a {family} tokenizer (up to {vocab_size} tokens) trained on the corpus")
     return AutoTokenizer.from_pretrained(folder)
 
 

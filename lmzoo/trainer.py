@@ -1,8 +1,12 @@
 """The Trainer used by the pretraining scripts: token-level evaluation and the sparse masked-LM head.
 
-Evaluation never collects logits: each batch is reduced at once to (summed loss, predicted tokens, correct
-tokens), summed over batches and ranks, and reported as eval_loss, eval_perplexity = exp(eval_loss) and
-eval_accuracy (masked-token, next-token or target-token accuracy, by objective).
+Evaluation never collects logits: each batch is reduced at once to one row per example (summed token loss,
+scored tokens, correct tokens), the rows of all ranks are gathered with accelerate's `gather_for_metrics` (which
+drops the examples the distributed sampler repeats to give every rank the same number of batches), and summed in
+float64. Reported: eval_loss = summed loss / scored tokens (the mean cross-entropy per token, in nats),
+eval_perplexity = exp(eval_loss), eval_accuracy (masked-token, next-token or target-token accuracy, by objective),
+eval_tokens and eval_examples (what the mean is over). An evaluation that scores no token is an error, never a
+loss of 0.
 
 Sparse MLM head: the masked-LM prediction head (a hidden x vocabulary matmul, most of a small BERT's step) runs
 only on the masked positions. A forward pre-hook on the head module gathers the masked rows of its input, so the
@@ -18,6 +22,7 @@ import torch.nn.functional as F
 from transformers import Trainer
 
 from .callbacks import DivergenceGuard
+from .errors import UsageError
 
 # Where the prediction head starts, per model type (the module whose input is the final hidden states).
 MLM_HEAD_MODULES = {"bert": "cls", "roberta": "lm_head", "xlm-roberta": "lm_head", "camembert": "lm_head",
@@ -64,6 +69,11 @@ class MaskedLmObjective:
     def __init__(self, model, sparse_head: bool = True):
         self.sparse = SparseMlmHead(model) if sparse_head else None
 
+    @property
+    def loss_is_token_sum_normalised(self) -> bool:
+        """Our own loss (sparse head) is divided by the step's token count; *ForMaskedLM's own is a batch mean."""
+        return self.sparse is not None
+
     def masked_logits(self, model, inputs):
         labels = inputs["labels"]
         logits, _ = masked_forward(model, self.sparse, inputs)
@@ -77,14 +87,17 @@ class MaskedLmObjective:
         return F.cross_entropy(logits.float(), targets, reduction="sum"), targets.numel()
 
     def eval_stats(self, model, inputs):
-        logits, targets = self.masked_logits(model, inputs)
-        return _stats(logits, targets)
+        labels = inputs["labels"]
+        logits, _ = masked_forward(model, self.sparse, inputs)
+        rows = (labels != -100).nonzero()[:, 0]  # row-major order, as the boolean selection of the logits
+        return _row_stats(logits, labels[labels != -100], rows, labels.shape[0])
 
 
 class CausalLmObjective:
     """Next-token prediction; evaluation applies the output layer to chunks of positions, never all at once."""
 
     chunk_tokens = 8192
+    loss_is_token_sum_normalised = None  # the model's own loss: transformers' causal-LM loss uses num_items_in_batch
 
     def train_loss_sum(self, model, inputs):
         return None
@@ -94,18 +107,21 @@ class CausalLmObjective:
         features = {k: v for k, v in inputs.items() if k != "labels"}
         hidden = model.base_model(**features).last_hidden_state[:, :-1].reshape(-1, model.config.hidden_size)
         targets = labels[:, 1:].reshape(-1)
+        rows = torch.arange(labels.shape[0], device=labels.device).repeat_interleave(labels.shape[1] - 1)
         keep = targets != -100
-        hidden, targets = hidden[keep], targets[keep]
+        hidden, targets, rows = hidden[keep], targets[keep], rows[keep]
         head = model.get_output_embeddings()
-        totals = [0.0, 0, 0]
+        totals = torch.zeros(labels.shape[0], 3, dtype=torch.float64, device=labels.device)
         for start in range(0, targets.numel(), self.chunk_tokens):
-            part = _stats(head(hidden[start:start + self.chunk_tokens]), targets[start:start + self.chunk_tokens])
-            totals = [a + b for a, b in zip(totals, part)]
-        return tuple(totals)
+            part = slice(start, start + self.chunk_tokens)
+            totals += _row_stats(head(hidden[part]), targets[part], rows[part], labels.shape[0])
+        return totals
 
 
 class Seq2SeqObjective:
     """Encoder-decoder targets (T5 span corruption): the target sequences are short, logits per batch are fine."""
+
+    loss_is_token_sum_normalised = False  # T5ForConditionalGeneration's loss is a batch mean
 
     def train_loss_sum(self, model, inputs):
         return None
@@ -114,13 +130,23 @@ class Seq2SeqObjective:
         logits = model(**inputs).logits
         labels = inputs["labels"]
         keep = labels != -100
-        return _stats(logits[keep], labels[keep])
+        return _row_stats(logits[keep], labels[keep], keep.nonzero()[:, 0], labels.shape[0])
 
 
-def _stats(logits: torch.Tensor, targets: torch.Tensor):
-    loss_sum = F.cross_entropy(logits.float(), targets, reduction="sum")
-    correct = (logits.argmax(dim=-1) == targets).sum()
-    return loss_sum.item(), targets.numel(), correct.item()
+def _row_stats(logits: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor, n_rows: int) -> torch.Tensor:
+    """[n_rows, 3] float64: per example, the summed token loss, the tokens scored and the tokens predicted right.
+    `rows[i]` is the example that token i (a row of `logits`) belongs to. No host sync: stays on the device."""
+    losses = F.cross_entropy(logits.float(), targets, reduction="none").double()
+    correct = (logits.argmax(dim=-1) == targets).double()
+    stats = torch.zeros(n_rows, 3, dtype=torch.float64, device=logits.device)
+    stats[:, 0].index_add_(0, rows, losses)
+    stats[:, 1].index_add_(0, rows, torch.ones_like(losses))
+    stats[:, 2].index_add_(0, rows, correct)
+    return stats
+
+
+class EmptyEvaluationError(UsageError):
+    """The evaluation set held no token to score: there is no loss to report (and never a loss of 0)."""
 
 
 class GuardedTrainer(Trainer):
@@ -130,6 +156,17 @@ class GuardedTrainer(Trainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.guard = next((c for c in self.callback_handler.callbacks if isinstance(c, DivergenceGuard)), None)
+
+    def loss_is_a_batch_mean(self) -> None:
+        """Say that the model's loss is a mean over its own batch, whatever its forward signature says.
+
+        transformers (checked: 5.24) takes any model whose forward has **kwargs for one whose loss is divided by
+        `num_items_in_batch`, the tokens of the whole optimizer step on all ranks. It then multiplies the loss by
+        the number of processes (training gradients, and eval_loss too: transformers#35078) and skips the division
+        by the gradient-accumulation steps. Sequence-classification heads, T5 and the dense *ForMaskedLM heads
+        return a plain batch mean: under torchrun their eval_loss came out x2 and their gradients x world size,
+        and with accumulation x the steps. Turning the detection off gives them the usual mean-of-means."""
+        self.model_accepts_loss_kwargs = False
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
@@ -145,6 +182,8 @@ class LmTrainer(GuardedTrainer):
         super().__init__(*args, **kwargs)
         self.objective = objective
         self.eval_collator = eval_collator  # its own seeded masks, so evaluation does not disturb training's
+        if objective.loss_is_token_sum_normalised is False:
+            self.loss_is_a_batch_mean()
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         own = None if return_outputs else self.objective.train_loss_sum(model, inputs)
@@ -173,23 +212,29 @@ class LmTrainer(GuardedTrainer):
         was_training = model.training
         model.eval()
         totals = torch.zeros(3, dtype=torch.float64, device=self.args.device)
+        examples = 0
         with torch.no_grad():
             for inputs in dataloader:
                 inputs = self._prepare_inputs(inputs)
                 with self.autocast_smart_context_manager():
-                    loss_sum, count, correct = self.objective.eval_stats(model, inputs)
-                totals += torch.tensor([loss_sum, count, correct], dtype=torch.float64, device=self.args.device)
-        if self.accelerator.num_processes > 1:
-            totals = self.accelerator.reduce(totals, reduction="sum")
+                    per_example = self.objective.eval_stats(model, inputs)
+                # every rank's rows, without the repeats that pad the last batches (accelerate knows how many)
+                per_example = self.accelerator.gather_for_metrics(per_example)
+                totals += per_example.sum(dim=0)
+                examples += per_example.shape[0]
         if was_training:
             model.train()
         loss_sum, count, correct = totals.tolist()
-        loss = loss_sum / max(count, 1)
+        if count == 0:
+            raise EmptyEvaluationError(f"the validation set gave no token to score ({examples} examples): no eval_loss "
+                                       "to report; give a longer --validation_file or a larger --max_eval_samples")
+        loss = loss_sum / count
         metrics = {
             f"{metric_key_prefix}_loss": loss,
             f"{metric_key_prefix}_perplexity": math.exp(min(loss, 50.0)),
-            f"{metric_key_prefix}_accuracy": correct / max(count, 1),
+            f"{metric_key_prefix}_accuracy": correct / count,
             f"{metric_key_prefix}_tokens": int(count),
+            f"{metric_key_prefix}_examples": examples,
         }
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)

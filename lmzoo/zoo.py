@@ -23,15 +23,15 @@ import time
 from dataclasses import dataclass, field
 
 from .errors import require, run_main
-from .records import RECORD_NAME, atomic_write_json, atomic_write_text, read_json
+from .records import GLUE_GRID_FIELDS, RECORD_NAME, RecordError, atomic_write_json, atomic_write_text, load_record
 
 # The reference table's column order (WNLI before RTE), not GLUE's task order.
 GLUE_TABLE_TASKS = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "wnli", "rte")
 METRIC_LABELS = {"matthews_correlation": "MCC", "accuracy": "acc", "f1": "F1", "pearson": "Pearson",
                  "spearmanr": "Spearman"}
 SPLIT_LABELS = {"eval": "m", "eval_mm": "mm"}  # MNLI's matched and mismatched dev sets
-FINISHED_STATUSES = ("completed", "diverged")  # a diverged run would diverge again: rerunning it gains nothing
 DASH = "-"
+UNDEFINED = "undefined"
 
 
 def glue_tasks() -> dict:
@@ -47,7 +47,9 @@ def glue_tasks() -> dict:
 
 
 def find_records(roots: list[str]) -> list[dict]:
-    """Every pretrain/glue record under `roots` (recursively), each with its file in `_path`; one per file."""
+    """Every pretrain/glue record under `roots` (recursively), read through lmzoo.records (older schema versions
+    upgraded), each with its file in `_path`; one per file. A record that cannot be read is skipped with a line
+    naming the file and what is wrong with it."""
     records, seen = [], set()
     for root in roots:
         require(os.path.isdir(root), f"--results {root} is not a folder")
@@ -57,46 +59,36 @@ def find_records(roots: list[str]) -> list[dict]:
             if RECORD_NAME not in files or path in seen:
                 continue
             seen.add(path)
-            record = _read_record(path)
-            if record is not None and _is_zoo_record(record, path):
-                records.append({**record, "_path": path})
+            try:
+                record = load_record(path)
+            except RecordError as err:  # a damaged or foreign record must not hide the others
+                print(f"zoo: skipping {err}", file=sys.stderr)
+                continue
+            records.append({**record, "_path": path})
     return records
 
 
-GLUE_GRID_KEYS = ("task", "model", "batch_size", "learning_rate", "num_train_epochs")
-
-
-def _is_zoo_record(record: dict, path: str) -> bool:
-    if record.get("kind") == "pretrain":
-        return "model" in record
-    if record.get("kind") != "glue":
-        return False
-    missing = [key for key in GLUE_GRID_KEYS if record.get(key) is None]
-    if missing:
-        print(f"zoo: skipping {path}: no {', '.join(missing)}", file=sys.stderr)
-    return not missing
-
-
-def _read_record(path: str) -> dict | None:
-    try:
-        record = read_json(path)
-    except (OSError, ValueError) as err:  # a damaged record must not hide the others
-        print(f"zoo: skipping unreadable {path}: {err}", file=sys.stderr)
-        return None
-    return record if isinstance(record, dict) else None
-
-
 def record_status(record: dict) -> str:
-    """completed / failed / diverged. A GLUE record without a status is completed when it has a score."""
-    if record.get("status"):
-        return record["status"]
-    return "completed" if record.get("combined_score") is not None else "failed"
+    """completed / failed / diverged (lmzoo.records.STATUSES)."""
+    return record["status"]
+
+
+def nothing_evaluated(record: dict) -> bool:
+    """A pretraining record whose evaluation scored no token: its loss means nothing (v1 wrote 0, perplexity 1)."""
+    return record.get("kind") == "pretrain" and record.get("eval_tokens") == 0
+
+
+def is_undefined(record: dict) -> bool:
+    """A completed GLUE run whose score does not exist (a correlation of constant predictions)."""
+    return (record.get("kind") == "glue" and record_status(record) == "completed"
+            and record.get("combined_score") is None and bool(record.get("undefined_metrics")))
 
 
 def is_usable(record: dict) -> bool:
-    """A result that may be selected: completed, with a finite score."""
+    """A result that may be selected: completed, with a finite score over something evaluated."""
     score = record.get("combined_score") if record.get("kind") == "glue" else record.get("eval_loss")
-    return record_status(record) == "completed" and score is not None and math.isfinite(score)
+    return (record_status(record) == "completed" and score is not None and math.isfinite(score)
+            and not nothing_evaluated(record))
 
 
 def model_label(model: str) -> str:
@@ -136,7 +128,7 @@ class GridCell:
 
     model: str
     task: str
-    batch_size: int
+    batch_size: int  # the effective batch: examples per optimizer step
     learning_rate: float
     epochs: float
     runs: list = field(default_factory=list)
@@ -149,6 +141,8 @@ class GridCell:
     def status(self) -> str:
         if self.usable_runs:
             return "completed"
+        if any(is_undefined(r) for r in self.runs):
+            return UNDEFINED
         statuses = {record_status(r) for r in self.runs}
         return "diverged" if "diverged" in statuses or "completed" in statuses else "failed"
 
@@ -164,21 +158,25 @@ class GridCell:
         return sum(values) / len(values) if values else None
 
 
+def grid_key(record: dict) -> tuple:
+    """(model, task, effective batch size, learning rate, epochs): lmzoo.records.GLUE_GRID_FIELDS after the name."""
+    task, batch_size, learning_rate, epochs = (record[name] for name in GLUE_GRID_FIELDS)
+    return glue_model_name(record), task, int(batch_size), float(learning_rate), float(epochs)
+
+
 def dedupe_runs(records: list[dict]) -> list[dict]:
     """One record per (model, task, grid point, seed): the newest, when --results folders overlap or repeat a run."""
     newest = {}
     for record in sorted(records, key=lambda r: r.get("finished_at", "")):
-        newest[(glue_model_name(record), record["task"], record["batch_size"], float(record["learning_rate"]),
-                float(record["num_train_epochs"]), record.get("seed"))] = record
+        newest[(*grid_key(record), record.get("seed"))] = record
     return list(newest.values())
 
 
 def glue_grid(records: list[dict]) -> dict[tuple, GridCell]:
-    """Grid cells keyed (model, task, batch_size, learning_rate, epochs)."""
+    """Grid cells keyed (model, task, effective batch size, learning_rate, epochs)."""
     cells = {}
     for record in dedupe_runs([r for r in records if r.get("kind") == "glue"]):
-        key = (glue_model_name(record), record["task"], int(record["batch_size"]),
-               float(record["learning_rate"]), float(record["num_train_epochs"]))
+        key = grid_key(record)
         cells.setdefault(key, GridCell(*key)).runs.append(record)
     return cells
 
@@ -216,9 +214,10 @@ def percent(value) -> str:
     return DASH if value is None else f"{100 * value:.2f}"
 
 
-def score_cell(cell: GridCell | None) -> str:
+def score_cell(cell: GridCell | None, undefined: bool = False) -> str:
+    """The winner's numbers; "undefined" when no grid point has a score but some completed without one."""
     if cell is None:
-        return DASH
+        return UNDEFINED if undefined else DASH
     return "/".join(percent(cell.metric(key)) for key, _ in cell_metric_keys(glue_tasks()[cell.task]))
 
 
@@ -237,13 +236,13 @@ def best_json(cells: dict[tuple, GridCell], best: dict[tuple, GridCell], base: s
         result.setdefault(model, {})[task] = {
             "combined_score": cell.score,
             "dev_metrics": {key: cell.metric(key) for key in metric_keys},
-            "batch_size": cell.batch_size,
+            "effective_batch_size": cell.batch_size,
             "learning_rate": cell.learning_rate,
             "num_train_epochs": cell.epochs,
             "seeds": sorted(r.get("seed") for r in cell.usable_runs),
-            "grid_points": {"completed": sum(c.status == "completed" for c in tried),
-                            "failed": sum(c.status == "failed" for c in tried),
-                            "diverged": sum(c.status == "diverged" for c in tried)},
+            "eval_examples": cell.usable_runs[0].get("eval_examples"),
+            "grid_points": {status: sum(c.status == status for c in tried)
+                            for status in ("completed", "failed", "diverged", UNDEFINED)},
             "records": [os.path.relpath(r["_path"], base) for r in cell.usable_runs],
         }
     return result
@@ -251,8 +250,9 @@ def best_json(cells: dict[tuple, GridCell], best: dict[tuple, GridCell], base: s
 
 def run_rows(records: list[dict], base: str) -> list[dict]:
     """Every GLUE run in one flat list (runs.json), failed ones included."""
-    keys = ("model", "task", "batch_size", "learning_rate", "num_train_epochs", "seed", "max_train_samples",
-            "max_eval_samples", "combined_score", "wall_time_s", "exit_code")
+    keys = ("model", "task", "effective_batch_size", "per_device_train_batch_size", "gradient_accumulation_steps",
+            "world_size", "learning_rate", "num_train_epochs", "seed", "max_train_samples", "max_eval_samples",
+            "eval_examples", "combined_score", "undefined_metrics", "wall_time_s", "exit_code")
     rows = []
     for record in records:
         if record.get("kind") == "glue":
@@ -260,7 +260,8 @@ def run_rows(records: list[dict], base: str) -> list[dict]:
             row.update(model=glue_model_name(record), status=record_status(record),
                        record=os.path.relpath(record["_path"], base))
             rows.append(row)
-    return sorted(rows, key=lambda r: (r["model"], r["task"], r["batch_size"], r["learning_rate"], r["seed"] or 0))
+    return sorted(rows, key=lambda r: (r["model"], r["task"], r["effective_batch_size"], r["learning_rate"],
+                                       r["seed"] or 0))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -284,11 +285,16 @@ def average_cell(model: str, best: dict[tuple, GridCell]) -> str:
     return f"{100 * sum(scores) / len(scores):.2f} ({len(scores)} of {len(GLUE_TABLE_TASKS)})"
 
 
-def glue_score_table(models: list[str], best: dict[tuple, GridCell]) -> str:
+def glue_score_table(models: list[str], best: dict[tuple, GridCell], cells: dict[tuple, GridCell] | None = None) -> str:
     header = ["Model"] + [column_header(glue_tasks()[t]) for t in GLUE_TABLE_TASKS] + ["average"]
-    rows = [[model] + [score_cell(best.get((model, t))) for t in GLUE_TABLE_TASKS] + [average_cell(model, best)]
-            for model in models]
+    rows = [[model] + [score_cell(best.get((model, t)), undefined_only(cells, model, t)) for t in GLUE_TABLE_TASKS]
+            + [average_cell(model, best)] for model in models]
     return markdown_table(header, rows)
+
+
+def undefined_only(cells: dict[tuple, GridCell], model: str, task: str) -> bool:
+    """Whether the model's runs on the task completed without a score only (every prediction the same)."""
+    return any(c.status == UNDEFINED for c in (cells or {}).values() if (c.model, c.task) == (model, task))
 
 
 # Checkpoints that the scripts know by a short alias, and what they are.
@@ -371,7 +377,7 @@ def glue_budget_table(models: list[str], cells: dict[tuple, GridCell]) -> str:
         rows.append([
             model,
             ", ".join(t for t in GLUE_TABLE_TASKS if any(r["task"] == t for r in runs)),
-            " x ".join((describe_values({r["batch_size"] for r in runs}),
+            " x ".join((describe_values({r["effective_batch_size"] for r in runs}),
                         describe_values({float(r["learning_rate"]) for r in runs}, format_lr),
                         describe_values({float(r["num_train_epochs"]) for r in runs}))),
             describe_values({r.get("seed") for r in runs}),
@@ -397,7 +403,7 @@ def sweep_command(runs: list[dict]) -> str | None:
     request = requests[-1]
     model = model_label(request["model"]) if os.path.isabs(request["model"]) else request["model"]
     grid = {"TASKS": [t for t in GLUE_TABLE_TASKS if any(r["task"] == t for r in runs)],
-            "BATCH_SIZES": [str(b) for b in sorted({r["batch_size"] for r in runs})],
+            "BATCH_SIZES": [str(b) for b in sorted({r["per_device_train_batch_size"] for r in runs})],
             "LEARNING_RATES": [format_lr(x) for x in sorted({float(r["learning_rate"]) for r in runs})],
             "EPOCHS": [format_number(x) for x in sorted({float(r["num_train_epochs"]) for r in runs})],
             "SEEDS": [str(s) for s in sorted({r.get("seed") for r in runs if r.get("seed") is not None})],
@@ -437,6 +443,8 @@ def pretrain_config_text(record: dict) -> str:
 
 
 def pretrain_result_cells(record: dict) -> list[str]:
+    if nothing_evaluated(record):
+        return ["nothing evaluated", DASH]
     if not is_usable(record):
         status = record_status(record)
         step = record.get("diverged_at_step")
@@ -444,17 +452,63 @@ def pretrain_result_cells(record: dict) -> list[str]:
     return [f"{record['perplexity']:.3f}", f"{record['eval_loss']:.3f}"]
 
 
+def evaluated_text(record: dict) -> str:
+    """What eval_loss averages over: '226,560 tokens of 2,266 blocks' (older records did not say)."""
+    tokens, blocks = record.get("eval_tokens"), record.get("eval_examples")
+    if tokens is None:
+        return "not recorded"
+    return f"{tokens:,} tokens" + (f" of {blocks:,} blocks" if blocks is not None else "")
+
+
 def pretrain_table(runs: list[dict]) -> str:
-    rows = [[r["model"], format_size(r.get("parameters")), *pretrain_result_cells(r), pretrain_config_text(r)]
-            for r in runs]
-    return markdown_table(["Model", "Size", "perplexity", "eval_loss", "config"], rows)
+    rows = [[r["model"], format_size(r.get("parameters")), *pretrain_result_cells(r), evaluated_text(r),
+             pretrain_config_text(r)] for r in runs]
+    return markdown_table(["Model", "Size", "perplexity", "eval_loss", "evaluated over", "config"], rows)
+
+
+METHODS = """## Methods: how each number is computed
+
+**Pretraining.** `eval_loss` is the cross-entropy in nats summed over every scored token of the validation set and
+divided by the number of scored tokens (a token mean, not a mean of batch means); perplexity = exp(eval_loss).
+The validation set is `--validation_file` (or the dataset's validation split, else the first
+`--validation_split_percentage` % of the training documents), packed into the same fixed blocks as training,
+first `--max_eval_samples` blocks only when given. Scored tokens: run_mlm.py, the masked tokens of each block (15%
+by default; each block's masks are drawn from its own tokens and the seed, so every evaluation, and every number
+of processes, scores the same tokens); run_clm.py, every next token of each block (block size - 1 per block; each
+block is read without the previous one's context: "fixed blocks", not the strided sliding-window perplexity,
+which the record keeps apart under `strided` when `--eval_stride` is given); run_t5_span.py, the target tokens
+(sentinels, hidden spans, EOS) of each block's fixed span corruption. The "evaluated over" column gives the
+counts. Under torchrun every validation block is counted once: the examples the distributed sampler repeats to
+even out the ranks are dropped before summing. A run whose evaluation scored no token is refused; a record
+claiming one is shown as "nothing evaluated", never as a perplexity.
+
+**GLUE.** Dev-set metrics as GLUE defines them, computed locally (scikit-learn, scipy): CoLA Matthews
+correlation, MRPC and QQP F1 (positive class 1) and accuracy, STS-B Pearson and Spearman correlations of the
+regression output, accuracy elsewhere; MNLI on matched and mismatched. Each task's score is the mean of its
+metrics (MNLI: of matched and mismatched), over every dev example (`eval_examples` in each record), one
+prediction per example. A correlation of constant predictions does not exist: such a run is shown as
+"undefined", never as a score, and never selected. Batch size is the examples per optimizer step (per-device
+batch x gradient accumulation x processes; the record keeps all four). The best of the grid is the grid point
+with the highest mean score over its seeds; failed, diverged and undefined runs are never selected. Training
+batches are grouped by length and then shuffled (lmzoo.sampling); the check of that order against a plain
+Trainer is below when it was run.
+"""
+
+
+def methods_section(includes: list[str] | None = None) -> str:
+    """The methods text, then each included markdown file (a benchmark table, say) as it is."""
+    parts = [METHODS]
+    for path in includes or []:
+        with open(path, encoding="utf-8") as f:
+            parts.append(f.read().rstrip("\n") + "\n")
+    return "\n".join(parts)
 
 
 def pretrain_budget_table(runs: list[dict]) -> str:
     header = ["Model", "corpus", "steps", "tokens seen", "batch x block", "learning rate", "precision", "run time",
               "hardware"]
     rows = [[r["model"], r.get("corpus", DASH), f"{r.get('steps', 0):,}", f"{r.get('tokens_seen', 0):,}",
-             f"{r.get('batch_size')} x {r.get('block_size')}", format_lr(r.get("learning_rate") or 0),
+             f"{r.get('effective_batch_size')} x {r.get('block_size')}", format_lr(r.get("learning_rate") or 0),
              r.get("precision", DASH), describe_duration(r.get("wall_time_s") or 0), describe_hardware([r])]
             for r in runs]
     return markdown_table(header, rows)
@@ -471,7 +525,7 @@ def figure_links(figures: dict[str, str], link_base: str) -> str:
 
 
 def render_markdown(records: list[dict], cells: dict[tuple, GridCell], best: dict[tuple, GridCell],
-                    figures: dict[str, dict[str, str]], link_base: str) -> str:
+                    figures: dict[str, dict[str, str]], link_base: str, includes: list[str] | None = None) -> str:
     """MODEL_ZOO.md: pretraining and GLUE tables in the reference's format, budgets, then the figures."""
     parts = ["# Model zoo", "",
              "Generated by `python -m lmzoo.zoo` from the results records of this project's scripts (run_mlm.py, "
@@ -480,7 +534,8 @@ def render_markdown(records: list[dict], cells: dict[tuple, GridCell], best: dic
     pretrained = pretrain_runs(records)
     if pretrained:
         parts += ["## Pretraining", "", pretrain_table(pretrained), "",
-                  "Perplexity is exp(eval_loss) over fixed validation blocks. What each row cost:", "",
+                  "Perplexity is exp(eval_loss), the mean cross-entropy per scored validation token (see Methods "
+                  "below). What each row cost:", "",
                   pretrain_budget_table(pretrained), ""]
         commands = pretrain_commands(pretrained)
         if commands:
@@ -494,7 +549,7 @@ def render_markdown(records: list[dict], cells: dict[tuple, GridCell], best: dic
                   "Pearson/Spearman, MNLI matched/mismatched accuracy, the rest accuracy. A dash is a task not run. "
                   f"The average is over the tasks that were run only (how many of {len(GLUE_TABLE_TASKS)} in "
                   "brackets), so rows with different task counts do not compare.", "",
-                  glue_score_table(models, best), "", model_origins(models, pretrained), "",
+                  glue_score_table(models, best, cells), "", model_origins(models, pretrained), "",
                   "The winning grid point of each cell:", "", glue_winner_table(models, best), "",
                   "What each row cost (a row trained on a subset, or for fewer epochs than the reference's 4, "
                   "is not comparable with the reference tables; run time sums the runs, start-up included):", "",
@@ -502,6 +557,7 @@ def render_markdown(records: list[dict], cells: dict[tuple, GridCell], best: dic
         commands = sweep_commands(models, cells)
         if commands:
             parts += ["The sweeps that made these rows (rerunning one resumes it):", "", commands, ""]
+    parts += [methods_section(includes)]
     for title, group in figures.items():
         if group:
             parts += [f"## {title}", "", figure_links(group, link_base), ""]
@@ -631,8 +687,11 @@ def draw_figures(records: list[dict], cells: dict[tuple, GridCell], figures_dir:
 
 
 def build_zoo(results: list[str], out_dir: str | None = None, output: str | None = None,
-              figures_dir: str | None = None) -> dict:
-    """Read every record under `results`; write best.json, runs.json, figures and MODEL_ZOO.md. Returns best.json."""
+              figures_dir: str | None = None, includes: list[str] | None = None) -> dict:
+    """Read every record under `results`; write best.json, runs.json, figures and MODEL_ZOO.md (with the files of
+    `includes` in its methods section). Returns best.json."""
+    for path in includes or []:
+        require(os.path.isfile(path), f"--include {path} is not a file")
     records = find_records(results)
     require(bool(records), f"no {RECORD_NAME} of kind pretrain or glue under {', '.join(results)}")
     out_dir = out_dir or os.path.join(results[0], "zoo")
@@ -647,13 +706,13 @@ def build_zoo(results: list[str], out_dir: str | None = None, output: str | None
     figures = draw_figures(records, cells, figures_dir)
     for path in filter(None, (os.path.join(out_dir, "MODEL_ZOO.md"), output)):
         link_base = os.path.dirname(os.path.abspath(path))
-        atomic_write_text(path, render_markdown(records, cells, best, figures, link_base))
+        atomic_write_text(path, render_markdown(records, cells, best, figures, link_base, includes))
     return summary
 
 
 def _pretrain_summary(record: dict, base: str) -> dict:
-    keys = ("status", "parameters", "perplexity", "eval_loss", "config_name", "config_overrides", "corpus", "steps",
-            "tokens_seen", "wall_time_s")
+    keys = ("status", "parameters", "perplexity", "eval_loss", "eval_tokens", "eval_examples", "config_name",
+            "config_overrides", "corpus", "steps", "tokens_seen", "wall_time_s")
     return {**{key: record.get(key) for key in keys}, "status": record_status(record),
             "record": os.path.relpath(record["_path"], base)}
 
@@ -667,13 +726,15 @@ def parse_args(argv=None):
     parser.add_argument("--out_dir", metavar="DIR", help="Where best.json, runs.json, MODEL_ZOO.md go "
                                                          "(default: <first --results>/zoo).")
     parser.add_argument("--figures", metavar="DIR", help="Where the PNGs go (default: <out_dir>/figures).")
+    parser.add_argument("--include", action="append", metavar="FILE", default=[],
+                        help="A markdown file (a benchmark's table) to add to the methods section (repeatable).")
     return parser.parse_args(argv)
 
 
 @run_main
 def main(argv=None) -> None:
     args = parse_args(argv)
-    summary = build_zoo(args.results, args.out_dir, args.output, args.figures)
+    summary = build_zoo(args.results, args.out_dir, args.output, args.figures, args.include)
     out_dir = args.out_dir or os.path.join(args.results[0], "zoo")
     tasks = sum(len(by_task) for by_task in summary["glue"].values())
     print(f"zoo: {len(summary['pretrain'])} pretrained models, {tasks} best GLUE cells -> "

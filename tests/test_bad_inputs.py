@@ -14,6 +14,7 @@ def files(tmp_path):
     (tmp_path / "notes.docx").write_text("x")
     (tmp_path / "rows.jsonl").write_text('{"body": "no text column here"}\n')
     (tmp_path / "a_file").write_text("x")
+    (tmp_path / "short.txt").write_text("A few words only.\n")
     return tmp_path
 
 
@@ -43,6 +44,10 @@ CASES = [
     ({"--mlm_probability": "1.5"}, "--mlm_probability"),
     ({"--config_name": "gpt2", "--config_overrides": None}, "run_mlm.py trains bert"),
     ({"--no_such_flag": "1"}, "--no_such_flag"),
+    # an evaluation of nothing used to publish eval_loss 0 / perplexity 1.0
+    ({"--max_eval_samples": "0"}, "--max_eval_samples must be a positive integer, got 0"),
+    ({"--max_train_samples": "-1"}, "--max_train_samples must be a positive integer, got -1"),
+    ({"--validation_file": "{tmp}/short.txt"}, "the validation split (--validation_file"),
 ]
 
 
@@ -78,17 +83,25 @@ OTHER_SCRIPTS = [
     ("run_t5_span.py", ["--config_name", "t5-small", "--mean_noise_span_length", "0.5"], "--mean_noise_span_length must be >= 1"),
     ("run_t5_span.py", ["--config_name", "gpt2"], "run_t5_span.py trains t5"),
     ("run_t5_span.py", ["--config_name", "t5-small", "--max_seq_length", "4"], "--max_seq_length must be at least 8"),
+    # strided evaluation: checked with the arguments, not after the whole training run
+    ("run_clm.py", ["--config_name", "gpt2", "--block_size", "64", "--do_eval", "--eval_stride", "65"],
+     "--eval_stride must be between 1 and the block size (64), got 65"),
+    ("run_clm.py", ["--config_name", "gpt2", "--block_size", "64", "--do_eval", "--eval_stride", "0"],
+     "--eval_stride must be between 1 and the block size (64), got 0"),
+    ("run_clm.py", ["--config_name", "gpt2", "--block_size", "64", "--eval_stride", "32"],
+     "--eval_stride scores the validation text after training: it needs --do_eval"),
 ]
 
 
 @pytest.mark.parametrize("script, args, culprit", OTHER_SCRIPTS, ids=[c for _, _, c in OTHER_SCRIPTS])
 def test_other_pretraining_scripts_bad_input(cli, files, script, args, culprit):
     code, _, err = cli(script, *args, "--train_file", files / "good.txt", "--output_dir", files / "out",
-                       "--do_train", "--max_steps", "2", "--vocab_size", "300")
+                       "--do_train", "--max_steps", "2", "--vocab_size", "300", "--cache_dir", files / "cache")
     errors = [line for line in err.splitlines() if "error:" in line]
     assert code == 2 and "Traceback" not in err, err
     assert len(errors) == 1 and culprit in errors[0], err
     assert not (files / "out" / "lmzoo_record.json").exists()
+    assert not (files / "cache" / "tokenizers").exists()  # refused before any data work
 
 
 def test_json_arguments_file_and_a_missing_one(cli, files):

@@ -47,9 +47,23 @@ def test_pearson_and_spearman():
     assert scores["combined_score"] == pytest.approx((10 / math.sqrt(130) + 0.8) / 2)
 
 
-def test_a_constant_prediction_has_zero_correlation_not_nan():
+def test_a_constant_prediction_has_no_correlation_and_no_score():
+    """As scipy and GLUE's own metric say (NaN), never a score of 0 that a table could rank."""
+    import warnings
+
+    from scipy.stats import pearsonr
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert math.isnan(pearsonr([2.5, 2.5, 2.5], [1.0, 2.0, 4.0])[0])  # the independent reference
     scores = glue.glue_metrics(TASKS["stsb"], [2.5, 2.5, 2.5], [1.0, 2.0, 4.0])
-    assert scores == {"pearson": 0.0, "spearmanr": 0.0, "combined_score": 0.0}
+    assert all(math.isnan(scores[key]) for key in ("pearson", "spearmanr", "combined_score"))
+    metrics = {f"eval_{key}": value for key, value in scores.items()}
+    assert glue.combined_score(TASKS["stsb"], metrics) is None
+    undefined = glue.undefined_metrics(TASKS["stsb"], metrics)
+    assert set(undefined) == {"eval_pearson", "eval_spearmanr", "eval_combined_score"}
+    assert "every prediction (or every label) is the same" in undefined["eval_pearson"]
+    # Matthews correlation of a constant classifier stays 0: GLUE's (scikit-learn's) convention
+    assert glue.glue_metrics(TASKS["cola"], [1, 1, 1], [0, 1, 1])["matthews_correlation"] == 0.0
 
 
 def test_combined_score_averages_mnli_matched_and_mismatched():

@@ -33,7 +33,8 @@ def test_gpt2_trains_samples_and_reports_strided_perplexity(cli, data_dir, tmp_p
     assert all(s["continuation"] for s in record["samples"]) and "sample: 'ROMEO:'" in stdout
     strided = record["strided"]
     assert strided["strided_window"] == 64 and strided["strided_stride"] == 32
-    assert "sliding-window" in strided["perplexity_kind"] and "fixed validation blocks" in record["perplexity_kind"]
+    assert "sliding-window" in strided["perplexity_kind"] and "every validation block" in record["perplexity_kind"]
+    assert record["eval_examples"] == 32 and record["eval_tokens"] == 32 * 63  # 63 predicted tokens per block
     # more context per scored token than fixed blocks: the strided number is no worse
     assert strided["strided_perplexity"] < record["perplexity"] * 1.05
     model = AutoModelForCausalLM.from_pretrained(out)
@@ -97,6 +98,7 @@ def test_torchrun_two_processes_match_one_process(data_dir, tmp_path, repo_root)
     assert len(one) == len(two) == 12
     assert all(math.isclose(a, b, rel_tol=1e-3) for a, b in zip(one, two)), (one, two)
     record = json.loads((double / "lmzoo_record.json").read_text())
-    assert record["hardware"]["world_size"] == 2 and record["batch_size"] == 8
+    assert record["hardware"]["world_size"] == record["world_size"] == 2
+    assert (record["per_device_train_batch_size"], record["effective_batch_size"]) == (4, 8)
     single_eval = json.loads((single / "all_results.json").read_text())["eval_loss"]
     assert math.isclose(record["eval_loss"], single_eval, rel_tol=1e-3)  # eval reduced over both ranks

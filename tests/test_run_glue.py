@@ -131,7 +131,11 @@ def test_record_has_what_the_sweep_reads(tiny_rte_run):
     record = read_json(tiny_rte_run / "lmzoo_record.json")
     assert record["kind"] == "glue" and record["task"] == "rte" and record["model"] == "minilm"
     assert record["status"] == "completed" and record["diverged_at_step"] is None
-    assert (record["batch_size"], record["learning_rate"], record["seed"]) == (8, 5e-5, 42)
+    assert record["schema_version"] == 2
+    assert (record["effective_batch_size"], record["learning_rate"], record["seed"]) == (8, 5e-5, 42)
+    assert (record["per_device_train_batch_size"], record["gradient_accumulation_steps"], record["world_size"]) == (
+        8, 1, 1)
+    assert record["eval_examples"] == {"eval": 64} and record["undefined_metrics"] == {}
     assert (record["max_train_samples"], record["train_examples"], record["max_steps"]) == (64, 64, 3)
     assert record["num_train_epochs"] == 3.0
     assert set(record["dev_metrics"]) == {"eval_accuracy", "eval_combined_score", "eval_loss"}
@@ -221,3 +225,38 @@ def test_a_diverged_run_is_recorded_as_such(glue_dir, tmp_path):
     assert record["status"] == "diverged" and record["diverged_at_step"] >= 1
     assert record["combined_score"] is None and record["checkpoint_saved"] is False
     assert not (tmp_path / "dev_predictions.tsv").exists() and not (tmp_path / "model.safetensors").exists()
+
+
+@pytest.fixture(scope="module")
+def dropout_free_bert(data_dir, tmp_path_factory):
+    """A tiny BERT without dropout (the real uncased vocabulary): the same examples give the same loss however they
+    are batched."""
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    BertModel(config).save_pretrained(folder)
+    BertTokenizer.from_pretrained(data_dir / "tokenizers" / "bert-base-uncased").save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("task", ["rte", "stsb"])
+def test_gradient_accumulation_equals_the_whole_batch(dropout_free_bert, glue_dir, tmp_path, task):
+    """transformers 5 leaves the loss of a model with **kwargs undivided by the accumulation steps; a
+    sequence-classification head's loss is a batch mean, so 2 x 4 trained (and logged) at twice the loss of 8."""
+    def run(out, per_device, accumulation):
+        argv = base_argv(glue_dir, out, task=task, model=str(dropout_free_bert)) + [
+            "--max_train_samples", "32", "--max_eval_samples", "16", "--max_steps", "3", "--logging_steps", "1",
+            "--per_device_train_batch_size", str(per_device), "--gradient_accumulation_steps", str(accumulation),
+            "--no_group_by_length", "--learning_rate", "1e-3", "--seed", "3", "--save_strategy", "no",
+            "--no_save_model", "--report_to", "none", "--disable_tqdm", "True"]
+        run_main(run_glue.main)(argv)
+        state = read_json(out / "trainer_state.json")
+        return [e["loss"] for e in state["log_history"] if "loss" in e], read_json(out / "all_results.json")
+
+    (whole, whole_results), (accumulated, accumulated_results) = (run(tmp_path / "a", 8, 1),
+                                                                  run(tmp_path / "b", 4, 2))
+    assert len(whole) == len(accumulated) == 3
+    assert all(abs(a - b) <= 1e-4 * a for a, b in zip(whole, accumulated)), (whole, accumulated)
+    assert abs(whole_results["eval_loss"] - accumulated_results["eval_loss"]) <= 1e-4 * whole_results["eval_loss"]

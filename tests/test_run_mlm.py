@@ -83,3 +83,19 @@ def test_a_usage_error_is_one_line_from_a_real_process(tmp_path, repo_root):
     assert proc.returncode == 2
     lines = [l for l in proc.stderr.splitlines() if l.strip()]
     assert len(lines) == 1 and "no/such-model" in lines[0] and "bert-tiny" in lines[0], proc.stderr
+
+
+def test_the_record_gives_the_vocabulary_that_was_trained_not_the_one_asked_for(cli, data_dir, tmp_path):
+    """--vocab_size 3 cannot be had (a tokenizer keeps every character of the corpus): the record and the model
+    say what the tokenizer really has, and the record keeps what was asked for beside it."""
+    out = tmp_path / "run"
+    args = mlm_args(data_dir, out, "--max_steps", "2", "--max_eval_samples", "9")
+    args[args.index("--vocab_size") + 1] = "3"
+    code, _, err = cli("run_mlm.py", *args)
+    assert code == 0, err
+    record = json.loads((out / "lmzoo_record.json").read_text())
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert record["vocab_size"] == len(tokenizer) == record["embedding_rows"] > 100
+    assert record["vocab_size_requested"] == 3 and "asked for 3" in record["tokenizer"]
+    assert record["eval_examples"] == 9 and 0 < record["eval_tokens"] < 9 * 64
+    assert AutoModelForMaskedLM.from_pretrained(out).config.vocab_size == len(tokenizer)

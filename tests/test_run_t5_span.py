@@ -36,3 +36,27 @@ def test_fp16_is_refused_for_t5_unless_allowed():
     auto = SimpleNamespace(fp16=True, auto_precision="fp16")  # a GPU without bf16: fall back to fp32
     check_precision(auto, SpanArguments())
     assert auto.fp16 is False
+
+
+def logged_losses(out):
+    state = json.loads((out / "trainer_state.json").read_text())
+    return [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+
+
+def test_gradient_accumulation_gives_the_loss_of_the_whole_batch(cli, data_dir, tmp_path):
+    """T5's loss is a batch mean: with 2 accumulation steps of 4 it must be divided by 2, as transformers does for
+    such losses, not left whole as for token-normalised ones (it was logged, and back-propagated, x2)."""
+    def run(out, per_device, accumulation):
+        code, _, err = cli("run_t5_span.py", "--config_name", "t5-small",
+                           "--config_overrides", TINY_T5 + ",dropout_rate=0.0",
+                           "--train_file", data_dir / "wikitext-2-raw" / "wiki.valid.raw", "--vocab_size", "1500",
+                           "--max_seq_length", "64", "--output_dir", out, "--do_train", "--max_steps", "3",
+                           "--per_device_train_batch_size", per_device, "--gradient_accumulation_steps", accumulation,
+                           "--logging_steps", "1", "--learning_rate", "3e-3", "--disable_tqdm", "True")
+        assert code == 0, err
+        return logged_losses(out)
+
+    whole, accumulated = run(tmp_path / "whole", 8, 1), run(tmp_path / "accumulated", 4, 2)
+    assert len(whole) == len(accumulated) == 3
+    # the same examples, but each collator call draws its own spans: a few percent apart, not a factor of 2
+    assert all(abs(a - b) < 0.1 * a for a, b in zip(whole, accumulated)), (whole, accumulated)

@@ -120,7 +120,7 @@ def test_sweep_runs_the_grid_and_writes_the_tables(fake, capsys):
     written_by_sweep = fake.record("rte", "bs32_lr1e-4_ep1_seed42")["sweep"]
     assert written_by_sweep["name"] == "tiny-bert" and written_by_sweep["seconds"] > 0
     best = json.loads((fake.out / "zoo" / "best.json").read_text())["glue"]["tiny-bert"]
-    assert (best["rte"]["batch_size"], best["rte"]["learning_rate"]) == (32, 1e-4)
+    assert (best["rte"]["effective_batch_size"], best["rte"]["learning_rate"]) == (32, 1e-4)
     assert sorted(os.listdir(fake.out / "zoo" / "figures")) == ["glue_tiny-bert_mrpc.png", "glue_tiny-bert_rte.png"]
     assert "| tiny-bert | - | - | 4.20/4.20 |" in (fake.out / "zoo" / "MODEL_ZOO.md").read_text()
     assert "8 runs planned, 0 already finished, 8 to run (CPU, one run at a time)" in capsys.readouterr().out
@@ -141,7 +141,7 @@ def test_a_failed_run_is_recorded_counted_and_redone_next_time(fake, monkeypatch
     assert "a fake failure" in open(failed["log"]).read()
     assert len(fake.calls()) == 8  # the failure did not stop the rest
     best = json.loads((fake.out / "zoo" / "best.json").read_text())["glue"]["tiny-bert"]["rte"]
-    assert (best["batch_size"], best["learning_rate"]) == (32, 5e-5)  # the failed point is never the best
+    assert (best["effective_batch_size"], best["learning_rate"]) == (32, 5e-5)  # the failed point is never the best
     assert "FAILED (failed, exit code 3)" in capsys.readouterr().out
 
     monkeypatch.delenv("FAKE_FAIL")

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from lmzoo import zoo
+from lmzoo import records, zoo
 from lmzoo.records import RECORD_NAME
 
 
@@ -116,13 +116,54 @@ def test_budget_row_and_the_command_that_reruns_it(tmp_path):
 
 def test_pretrain_table_row():
     table = zoo.pretrain_table([pretrain_record()]).splitlines()
-    assert table[0] == "| Model | Size | perplexity | eval_loss | config |"
-    assert table[2] == "| bert-tiny | 4M | 26.206 | 3.266 | bert-tiny |"
+    assert table[0] == "| Model | Size | perplexity | eval_loss | evaluated over | config |"
+    assert table[2] == "| bert-tiny | 4M | 26.206 | 3.266 | not recorded | bert-tiny |"  # a version-1 record
+    counted = pretrain_record(eval_tokens=226_560, eval_examples=2_266)
+    assert zoo.pretrain_table([counted]).splitlines()[2] == (
+        "| bert-tiny | 4M | 26.206 | 3.266 | 226,560 tokens of 2,266 blocks | bert-tiny |")
+
+
+def test_an_evaluation_of_nothing_is_never_a_perplexity(tmp_path):
+    """v1 wrote eval_loss 0 / perplexity 1.0 for --max_eval_samples 0, and the zoo ranked it best."""
+    write_record(tmp_path / "empty-v1", pretrain_record(model="empty-v1", eval_loss=0.0, perplexity=1.0))
+    write_record(tmp_path / "empty-v2", pretrain_record(model="empty-v2", eval_tokens=0, eval_examples=0,
+                                                        schema_version=2, **records.batch_fields(32)))
+    found = zoo.find_records([str(tmp_path)])
+    rows = zoo.pretrain_table(zoo.pretrain_runs(found)).splitlines()[2:]
+    assert all("| nothing evaluated | - |" in row for row in rows) and len(rows) == 2
+    assert not any(zoo.is_usable(r) for r in found)
+
+
+def test_an_undefined_correlation_is_shown_as_undefined_and_never_wins(tmp_path):
+    undefined = {"eval_pearson": None, "eval_spearmanr": None, "eval_combined_score": None}
+    reasons = {"eval_pearson": "undefined: every prediction (or every label) is the same value"}
+    write_record(tmp_path / "a", glue_record(task="stsb", lr=3e-4, score=None, metrics=undefined, status="completed",
+                                             undefined_metrics=reasons))
+    cells = zoo.glue_grid(zoo.find_records([str(tmp_path)]))
+    assert zoo.best_cells(cells) == {} and cells[("minilm", "stsb", 32, 3e-4, 3.0)].status == "undefined"
+    assert "| minilm | - | - | - | - | undefined |" in zoo.glue_score_table(["minilm"], {}, cells)
+    assert zoo.heatmap_cell_text(cells[("minilm", "stsb", 32, 3e-4, 3.0)]) == "undefined"
+    write_record(tmp_path / "b", glue_record(task="stsb", lr=5e-5, score=0.1, metrics={"eval_pearson": 0.1,
+                                                                                     "eval_spearmanr": 0.1}))
+    cells = zoo.glue_grid(zoo.find_records([str(tmp_path)]))
+    assert zoo.best_cells(cells)[("minilm", "stsb")].learning_rate == 5e-5  # any score beats no score
+
+
+def test_the_grid_is_keyed_by_the_examples_per_step(tmp_path):
+    """16 per device x 2 accumulation steps is the point 32, not 16 (v1 records said either)."""
+    accumulated = {**glue_record(bs=None, score=0.7), **records.batch_fields(16, 2), "schema_version": 2,
+                   "status": "completed"}
+    accumulated.pop("batch_size")
+    write_record(tmp_path / "a", accumulated)
+    cells = zoo.glue_grid(zoo.find_records([str(tmp_path)]))
+    assert list(cells) == [("minilm", "rte", 32, 5e-5, 3.0)]
+    assert zoo.run_rows(zoo.find_records([str(tmp_path)]), str(tmp_path))[0]["gradient_accumulation_steps"] == 2
 
 
 def test_diverged_pretraining_shows_its_status_not_numbers():
     record = pretrain_record(status="diverged", diverged_at_step=120, eval_loss=None, perplexity=None)
-    assert zoo.pretrain_table([record]).splitlines()[2] == "| bert-tiny | 4M | diverged at step 120 | - | bert-tiny |"
+    assert zoo.pretrain_table([record]).splitlines()[2] == (
+        "| bert-tiny | 4M | diverged at step 120 | - | not recorded | bert-tiny |")
 
 
 def test_learning_rates_and_values_are_written_as_people_write_them():
@@ -136,7 +177,7 @@ def test_build_writes_json_markdown_and_figures_atomically(grid_results, tmp_pat
     summary = zoo.build_zoo([str(grid_results)], output=str(repo_file))
     out_dir = grid_results / "zoo"
     assert json.loads((out_dir / "best.json").read_text()) == json.loads(json.dumps(summary))
-    assert summary["glue"]["minilm"]["rte"]["grid_points"] == {"completed": 2, "failed": 1, "diverged": 1}
+    assert summary["glue"]["minilm"]["rte"]["grid_points"] == {"completed": 2, "failed": 1, "diverged": 1, "undefined": 0}
     assert summary["pretrain"]["bert-tiny"]["eval_loss"] == 3.266
     runs = json.loads((out_dir / "runs.json").read_text())
     assert sorted(r["status"] for r in runs) == ["completed", "completed", "completed", "diverged", "failed"]
@@ -160,7 +201,7 @@ def test_cli_merges_results_folders(tmp_path, capsys):
     zoo.main(["--results", str(tmp_path / "pretraining"), "--results", str(tmp_path / "sweeps"),
               "--output", str(output)])
     text = output.read_text()
-    assert "| bert-tiny | 4M | 26.206 | 3.266 | bert-tiny |" in text
+    assert "| bert-tiny | 4M | 26.206 | 3.266 | not recorded | bert-tiny |" in text
     assert "| bert-tiny | - | - | - | - | - | - | - | - | 58.00 | 58.00 (1 of 9) |" in text
     assert (tmp_path / "pretraining" / "zoo" / "best.json").is_file()
     assert "1 pretrained models, 1 best GLUE cells" in capsys.readouterr().out
@@ -178,7 +219,7 @@ def test_a_damaged_record_does_not_hide_the_others(grid_results, capsys):
     (grid_results / "glue" / "broken").mkdir()
     (grid_results / "glue" / "broken" / RECORD_NAME).write_text('{"kind": "gl')
     assert len(zoo.find_records([str(grid_results)])) == 5
-    assert "skipping unreadable" in capsys.readouterr().err
+    assert "not a readable results record" in capsys.readouterr().err
 
 
 def test_each_glue_row_says_where_its_model_came_from():
