@@ -135,7 +135,7 @@ class Seq2SeqObjective:
 
 def _row_stats(logits: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor, n_rows: int) -> torch.Tensor:
     """[n_rows, 3] float64: per example, the summed token loss, the tokens scored and the tokens predicted right.
-    `rows[i]` is the example that token i (a row of `logits`) belongs to. No host sync: stays on the device."""
+    `rows[i]` is the example that token i (a row of `logits`) belongs to. Stays on the device until gathered."""
     losses = F.cross_entropy(logits.float(), targets, reduction="none").double()
     correct = (logits.argmax(dim=-1) == targets).double()
     stats = torch.zeros(n_rows, 3, dtype=torch.float64, device=logits.device)
