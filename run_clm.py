@@ -70,7 +70,7 @@ def main():
         data_collator=CausalLmCollator(pad_id),
         processing_class=tokenizer,
         objective=CausalLmObjective(),
-        callbacks=run.callbacks(model, block, causal=True),
+        callbacks=run.callbacks(model, block),
     )
     extra = {"objective": "causal LM"}
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from transformers import AutoModelForMaskedLM
 
 from lmzoo.args import DataArguments, PretrainingArguments, ModelArguments, parse_args
-from lmzoo.callbacks import precision_of
+from lmzoo.flops import precision_of
 from lmzoo.collators import MlmCollator
 from lmzoo.data import load_raw_corpus, load_tokenized, mlm_layout
 from lmzoo.distill import (DistillationArguments, DistillationObjective, check_student_fits_teacher,
@@ -67,7 +67,7 @@ def main():
     eval_collator = MlmCollator(tokenizer, mlm_args.mlm_probability, whole_word_mask=mlm_args.whole_word_mask,
                                 seed=training_args.seed + 1, per_example_masks=True)
     head_fraction = mlm_args.mlm_probability if mlm_args.sparse_mlm_head else 1.0
-    callbacks = run.callbacks(model, block, causal=False, head_fraction=head_fraction)
+    callbacks = run.callbacks(model, block, head_fraction=head_fraction)
     record = {"objective": "masked LM", "mlm_probability": mlm_args.mlm_probability,
               "whole_word_mask": mlm_args.whole_word_mask, "sparse_mlm_head": mlm_args.sparse_mlm_head}
     if teacher is None:

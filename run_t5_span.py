@@ -80,7 +80,7 @@ def main():
         eval_collator=collator(training_args.seed + 1, per_example_noise=True),
         processing_class=tokenizer,
         objective=Seq2SeqObjective(),
-        callbacks=run.callbacks(model, input_length, causal=False),
+        callbacks=run.callbacks(model, input_length, target_length=target_length),
     )
     finish_run(trainer, run, script="run_t5_span.py", model_args=model_args, data_args=data_args, config=config,
                tokenizer=tokenizer, block=input_length,

@@ -1,101 +1,12 @@
 """Trainer callbacks: throughput and MFU in the logs, and a guard against a diverged loss.
 
-MFU = achieved model FLOP/s over the device's peak. Model FLOPs per trained token are 6 x (parameters that
-take part in every token's matmuls) plus the attention score and value products, 12 x layers x width x context
-(halved for causal attention, whose masked half fused kernels skip), counting only what is computed: with the
-sparse MLM head the vocabulary projection runs on the masked fraction of tokens only. Peaks: a table for
-A100/H100/H200 by precision; on a CPU the best rate a matmul probe has shown, re-probed each run and cached.
+MFU = achieved model FLOP/s over the device's peak; both halves are defined in lmzoo.flops.
 """
 
-import json
-import math
-import os
 import time
 
 import torch
 from transformers import TrainerCallback
-
-# Dense peak FLOP/s (no sparsity) from the vendors' data sheets, SXM parts.
-GPU_PEAK_FLOPS = {
-    "A100": {"bf16": 312e12, "fp16": 312e12, "tf32": 156e12, "fp32": 19.5e12},
-    "H100": {"bf16": 989e12, "fp16": 989e12, "tf32": 494e12, "fp32": 67e12},
-    "H200": {"bf16": 989e12, "fp16": 989e12, "tf32": 494e12, "fp32": 67e12},
-}
-
-
-def model_dimensions(config) -> tuple[int, int]:
-    """(layers counted for attention, width) across the families lmzoo trains."""
-    layers = sum(getattr(config, k, 0) or 0 for k in ("num_hidden_layers", "n_layer", "n_layers"))
-    if config.model_type == "t5":
-        layers = config.num_layers + (config.num_decoder_layers or config.num_layers)
-    width = next(getattr(config, k) for k in ("hidden_size", "n_embd", "dim", "d_model") if hasattr(config, k))
-    return layers, width
-
-
-def flops_per_token(model, context: int, causal: bool, head_fraction: float = 1.0) -> float:
-    """Training FLOPs (forward + backward) per token; see the module docstring."""
-    embeddings = model.get_input_embeddings()
-    head = model.get_output_embeddings()
-    n_total = sum(p.numel() for p in model.parameters())
-    n_embed = sum(p.numel() for p in embeddings.parameters()) if embeddings is not None else 0
-    # Position tables are look-ups too, not matmuls.
-    n_embed += sum(p.numel() for name, p in model.named_parameters() if "position_embeddings" in name or ".wpe." in name)
-    head_params = head.weight.numel() if head is not None else 0
-    tied = head is not None and embeddings is not None and head.weight is embeddings.weight
-    body = n_total - n_embed - (0 if tied else head_params)
-    layers, width = model_dimensions(model.config)
-    attention = 12 * layers * width * context * (0.5 if causal else 1.0)
-    return 6 * body + 6 * head_params * head_fraction + attention
-
-
-def precision_of(args) -> str:
-    if args.bf16:
-        return "bf16"
-    if args.fp16:
-        return "fp16"
-    return "tf32" if torch.cuda.is_available() and torch.backends.cuda.matmul.allow_tf32 else "fp32"
-
-
-def device_peak_flops(precision: str, cache_dir: str | None = None) -> tuple[float | None, str]:
-    """(peak FLOP/s, where the number came from)."""
-    if torch.cuda.is_available():
-        name = torch.cuda.get_device_name(0)
-        for key, peaks in GPU_PEAK_FLOPS.items():
-            if key in name:
-                return peaks.get(precision), f"{key} data sheet ({precision})"
-        return None, f"no peak known for {name}"
-    return cpu_peak_flops(precision, cache_dir), f"CPU matmul probe ({precision})"
-
-
-def cpu_peak_flops(precision: str, cache_dir: str | None = None) -> float:
-    """The best rate of a few large matmuls this CPU has shown, kept in a cache. Each run probes again (well under
-    a second) and keeps the higher of the two: a probe taken while the machine was busy would otherwise stay the
-    "peak" for good and put MFU above 100%."""
-    path = os.path.join(cache_dir or os.path.expanduser("~/.cache/lmzoo"), "cpu_peak_flops.json")
-    try:
-        with open(path) as f:
-            cached = json.load(f)
-    except (OSError, ValueError):
-        cached = {}
-    key = f"{precision}-{torch.get_num_threads()}threads"
-    measured = matmul_flops(torch.bfloat16 if precision == "bf16" else torch.float32)
-    if measured > cached.get(key, 0):
-        cached[key] = measured
-        from .records import atomic_write_json
-
-        atomic_write_json(path, cached)
-    return cached[key]
-
-
-def matmul_flops(dtype, n: int = 1024, repeats: int = 5) -> float:
-    """FLOP/s of the fastest of `repeats` n x n matmuls."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    best = math.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best
 
 
 class ThroughputCallback(TrainerCallback):

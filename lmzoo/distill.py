@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForMaskedLM, TrainerCallback
 
-from .callbacks import flops_per_token
+from .flops import flops_per_token
 from .errors import UsageError, require
 from .presets import max_positions, preset_name
 from .tokenizer import load_tokenizer
@@ -160,7 +160,7 @@ def vocabulary_difference(student_tokenizer, teacher_tokenizer) -> str | None:
 
 def teacher_forward_flops(teacher_model, block: int, mlm_probability: float) -> float:
     """The teacher's forward FLOPs per trained token (a third of its forward + backward), head on masked rows."""
-    return flops_per_token(teacher_model, block, causal=False, head_fraction=mlm_probability) / 3
+    return flops_per_token(teacher_model, block, head_fraction=mlm_probability) / 3
 
 
 # ---------------------------------------------------------------------------------------------- student init

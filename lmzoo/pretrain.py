@@ -22,7 +22,8 @@ from transformers import set_seed
 
 from .args import prepare_output_dir
 from .cache import default_cache_dir
-from .callbacks import DivergenceGuard, ThroughputCallback, device_peak_flops, flops_per_token, precision_of
+from .callbacks import DivergenceGuard, ThroughputCallback
+from .flops import device_peak_flops, flops_per_token, precision_of
 from .errors import UsageError, require
 from .presets import load_config, max_positions, preset_name
 from .records import batch_fields_of, hardware, write_run_results
@@ -57,11 +58,13 @@ class Run:
     def hub_cache(self) -> str:
         return os.path.join(self.cache_root, "hub")
 
-    def callbacks(self, model, tokens_per_sample: int, causal: bool, head_fraction: float = 1.0):
+    def callbacks(self, model, tokens_per_sample: int, head_fraction: float = 1.0, target_length: int | None = None):
+        """Throughput/MFU and the divergence guard. tokens_per_sample: the input length; target_length: an
+        encoder-decoder's decoder length; head_fraction: the share of tokens the output layer runs on."""
         precision = precision_of(self.training_args)
         peak, source = device_peak_flops(precision, self.cache_root)
-        self.throughput = ThroughputCallback(tokens_per_sample, flops_per_token(model, tokens_per_sample, causal,
-                                                                                head_fraction), peak, source)
+        flops = flops_per_token(model, tokens_per_sample, head_fraction, target_length)
+        self.throughput = ThroughputCallback(tokens_per_sample, flops, peak, source)
         return [self.throughput, self.guard]
 
 

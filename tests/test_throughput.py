@@ -2,7 +2,7 @@ import json
 
 import torch
 
-from lmzoo.callbacks import cpu_peak_flops
+from lmzoo.flops import cpu_peak_flops
 
 
 def write_cache(folder, value):
