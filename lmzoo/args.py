@@ -7,8 +7,10 @@ for long runs (keep two checkpoints, log every 50 steps).
 """
 
 import dataclasses
+import fcntl
 import json
 import os
+import socket
 import sys
 from dataclasses import dataclass, field
 
@@ -135,10 +137,11 @@ def merge_repeated_list_flags(argv: list[str], dataclass_types) -> list[str]:
 
 
 def prepare_output_dir(training_args) -> str | None:
-    """Check --output_dir before any long work; return the checkpoint to resume from, if any.
+    """Check --output_dir before any long work, and hold it; return the checkpoint to resume from, if any.
 
     A folder holding a checkpoint is resumed (the newest complete one); a non-empty folder without one holds
-    another run and is refused unless --overwrite_output_dir.
+    another run and is refused unless --overwrite_output_dir. --resume_from_checkpoint names a checkpoint
+    folder that must exist (or `True`/`latest`: the newest in --output_dir, which must have one).
     """
     out = training_args.output_dir
     require(out is not None, "--output_dir is required")
@@ -146,12 +149,13 @@ def prepare_output_dir(training_args) -> str | None:
         raise UsageError(f"--output_dir {out} is a file, expected a folder")
     existed = os.path.isdir(out)
     check_writable_dir(out, "--output_dir")
-    if not existed:
-        return None
-    if training_args.overwrite_output_dir:
-        return None
+    hold_output_dir(out)
     if training_args.resume_from_checkpoint:
-        return training_args.resume_from_checkpoint
+        require(not training_args.overwrite_output_dir,
+                "--resume_from_checkpoint and --overwrite_output_dir contradict each other: choose one")
+        return checked_resume_checkpoint(training_args.resume_from_checkpoint, out)
+    if not existed or training_args.overwrite_output_dir:
+        return None
     checkpoint = latest_complete_checkpoint(out)
     if checkpoint is not None:
         return checkpoint
@@ -162,6 +166,50 @@ def prepare_output_dir(training_args) -> str | None:
             "resume; pass --overwrite_output_dir to replace it or choose another folder"
         )
     return None
+
+
+def checked_resume_checkpoint(asked: str, output_dir: str) -> str:
+    """The checkpoint --resume_from_checkpoint names, refused in one line unless it is a complete one."""
+    if asked.lower() in ("true", "latest"):
+        checkpoint = latest_complete_checkpoint(output_dir)
+        require(checkpoint is not None, f"--resume_from_checkpoint {asked}: --output_dir {output_dir} holds no "
+                                        "complete checkpoint-N folder to resume")
+        return checkpoint
+    require(os.path.isdir(asked), f"--resume_from_checkpoint {asked} does not exist (expected a checkpoint-N "
+                                  "folder; leave the flag out to start afresh)")
+    require(_readable_json(os.path.join(asked, "trainer_state.json")),
+            f"--resume_from_checkpoint {asked} is not a complete checkpoint (no readable trainer_state.json)")
+    return asked
+
+
+# Output folders this process holds: flock'd lock files, kept open (the OS releases them when the process dies,
+# however it dies, so a dead run's lock is taken over without anyone deleting it).
+_held_output_dirs: dict[str, object] = {}
+OUTPUT_LOCK_NAME = ".lmzoo.lock"
+
+
+def hold_output_dir(folder: str) -> None:
+    """Refuse a second run into a folder another live process is writing (the main process of a run holds it)."""
+    if os.environ.get("RANK", "0") != "0":
+        return  # ranks of one torchrun job share the folder; rank 0 holds it for them
+    key = os.path.realpath(folder)
+    if key in _held_output_dirs:
+        return
+    path = os.path.join(folder, OUTPUT_LOCK_NAME)
+    handle = open(path, "a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        owner = handle.read().strip() or "another process"
+        handle.close()
+        raise UsageError(f"--output_dir {folder} is in use by another run ({owner}); wait for it to end or choose "
+                         "another folder") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"host {socket.gethostname()}, pid {os.getpid()}")
+    handle.flush()
+    _held_output_dirs[key] = handle
 
 
 def latest_complete_checkpoint(folder: str) -> str | None:

