@@ -17,7 +17,7 @@ from lmzoo.args import DataArguments, PretrainingArguments, ModelArguments, pars
 from lmzoo.collators import CausalLmCollator
 from lmzoo.data import causal_layout, load_raw_corpus, load_tokenized
 from lmzoo.errors import UsageError, require, run_main
-from lmzoo.generation import sample_continuations, strided_perplexity
+from lmzoo.generation import joined_token_ids, sample_continuations, strided_perplexity
 from lmzoo.pretrain import (block_length, build_config, build_model, build_tokenizer, check_model_type, finish_run,
                             start_run)
 from lmzoo.trainer import CausalLmObjective, LmTrainer
@@ -75,11 +75,10 @@ def main():
     extra = {"objective": "causal LM"}
 
     def after_training(record):  # on the trained weights, main process only
-        if clm_args.eval_stride is not None:
-            text = "\n\n".join(raw["validation"]["text"])
-            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-            record["strided"] = strided_perplexity(trainer.model, ids, block, clm_args.eval_stride,
-                                                   training_args.per_device_eval_batch_size)
+        if clm_args.eval_stride is not None:  # the validation documents joined by blank lines, streamed
+            texts = (text for batch in raw["validation"].iter(batch_size=1000) for text in batch["text"])
+            record["strided"] = strided_perplexity(trainer.model, joined_token_ids(texts, tokenizer), block,
+                                                   clm_args.eval_stride, training_args.per_device_eval_batch_size)
             record["strided"]["perplexity_kind"] = ("sliding-window perplexity over the whole validation text "
                                                     f"(window {block}, stride {clm_args.eval_stride})")
         if clm_args.sample_prompt:

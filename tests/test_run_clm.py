@@ -102,3 +102,59 @@ def test_torchrun_two_processes_match_one_process(data_dir, tmp_path, repo_root)
     assert (record["per_device_train_batch_size"], record["effective_batch_size"]) == (4, 8)
     single_eval = json.loads((single / "all_results.json").read_text())["eval_loss"]
     assert math.isclose(record["eval_loss"], single_eval, rel_tol=1e-3)  # eval reduced over both ranks
+
+
+@pytest.fixture(scope="module")
+def wikitext_lines(data_dir):
+    return [line.rstrip("\n") for line in open(data_dir / "wikitext-2-raw" / "wiki.valid.raw", encoding="utf-8")]
+
+
+@pytest.mark.parametrize("tokenizer_name", ["gpt2", "bert-base-uncased"])
+def test_the_validation_text_tokenized_in_pieces_gives_the_ids_of_one_call(data_dir, wikitext_lines, tokenizer_name):
+    from transformers import AutoTokenizer
+
+    from lmzoo.generation import joined_token_ids
+
+    tokenizer = AutoTokenizer.from_pretrained(data_dir / "tokenizers" / tokenizer_name)
+    texts = wikitext_lines[:1500]
+    pieces = list(joined_token_ids(texts, tokenizer, piece_chars=5000))
+    assert len(pieces) > 20  # it really was cut
+    assert [i for piece in pieces for i in piece] == tokenizer("\n\n".join(texts), add_special_tokens=False)["input_ids"]
+
+
+def test_streamed_strided_perplexity_equals_the_one_shot_value_in_bounded_memory(data_dir, wikitext_lines,
+                                                                                 monkeypatch):
+    import tracemalloc
+
+    from transformers import AutoTokenizer
+
+    from lmzoo import generation
+    from lmzoo.generation import joined_token_ids
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(data_dir / "tokenizers" / "gpt2")
+    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, n_positions=64))
+    texts = wikitext_lines[:120]  # about 8,000 tokens: 170 overlapping windows
+    one_shot = strided_perplexity(model, tokenizer("\n\n".join(texts), add_special_tokens=False)["input_ids"],
+                                  window=64, stride=48, batch_size=4)
+    streamed = strided_perplexity(model, joined_token_ids(texts, tokenizer, piece_chars=2000), 64, 48, 4)
+    assert streamed == one_shot  # the same windows in the same batches: the same floats
+
+    # the memory question is about the ids held, not the model: score windows for free while measuring
+    monkeypatch.setattr(generation, "_score_windows", lambda model, group, device: (1.0, len(group)))
+
+    def peak_bytes(lines):
+        tracemalloc.start()
+        strided_perplexity(model, joined_token_ids(iter(lines), tokenizer, piece_chars=3000), 64, 64, 4)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return peak
+
+    small, large = wikitext_lines[:400], wikitext_lines[:400] * 8
+    assert peak_bytes(large) < 1.5 * peak_bytes(small)  # what is held does not grow with the text
+    text = "\n\n".join(large)
+    tracemalloc.start()
+    tokenizer(text, add_special_tokens=False)["input_ids"]  # what tokenizing it in one call holds
+    one_call = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak_bytes(large) < 0.5 * one_call
