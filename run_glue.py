@@ -28,6 +28,7 @@ from lmzoo.args import LmzooTrainingArguments, parse_args, prepare_output_dir
 from lmzoo.callbacks import DivergenceGuard
 from lmzoo.errors import require, run_main
 from lmzoo.records import batch_fields_of, write_run_results
+from lmzoo.sampling import describe_train_order
 
 logger = logging.getLogger("run_glue")
 
@@ -191,6 +192,7 @@ def run_record(model_args, model_path, data_args, training_args, task, data, met
         "max_seq_length": data_args.max_seq_length,
         "pad_to_max_length": data_args.pad_to_max_length,
         "train_sampling_strategy": training_args.train_sampling_strategy,
+        "train_order": describe_train_order(training_args.train_sampling_strategy),
         "max_train_samples": data_args.max_train_samples,
         "max_eval_samples": data_args.max_eval_samples,
         "train_examples": len(data.train) if data.train is not None else 0,

@@ -44,11 +44,11 @@ from transformers import (
     DataCollatorWithPadding,
     default_data_collator,
 )
-from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from .callbacks import DivergenceGuard
 from .errors import UsageError, require
 from .records import atomic_write_text
+from .sampling import ShuffledLengthGroupedSampler
 from .trainer import GuardedTrainer
 
 GLUE_DIR_ENV = "LMZOO_GLUE_DIR"
@@ -648,8 +648,8 @@ def load_tokenizer_and_model(model_path: str, task: GlueTask, tokenizer_name: st
 
 
 class GlueTrainer(GuardedTrainer):
-    """Trainer with length-grouped training batches from precomputed lengths, evaluation in dataset order, and
-    every step's loss shown to the divergence guard.
+    """Trainer with length-grouped training batches in shuffled order (lmzoo.sampling) from precomputed lengths,
+    evaluation in dataset order, and every step's loss shown to the divergence guard.
 
     transformers 5 drops the `length` column before building the sampler (then measures every example again)
     and also length-groups evaluation, in a shuffled order; we sort eval sets ourselves
@@ -677,8 +677,10 @@ class GlueTrainer(GuardedTrainer):
 
     def _get_train_sampler(self, train_dataset=None):
         if self.args.train_sampling_strategy == "group_by_length" and self.train_lengths is not None:
-            batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
-            return LengthGroupedSampler(batch, lengths=list(self.train_lengths))
+            # one group per micro-step of all ranks: accelerate deals its consecutive batches out to the ranks
+            batch = self.args.per_device_train_batch_size * max(1, self.args.world_size)
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            return ShuffledLengthGroupedSampler(self.train_lengths, batch, seed=seed)
         return super()._get_train_sampler(train_dataset)
 
     def _get_eval_sampler(self, eval_dataset):

@@ -111,6 +111,7 @@ class GlueRecord(RunRecord, total=False):
     max_seq_length: int
     pad_to_max_length: bool
     train_sampling_strategy: str
+    train_order: str  # what that strategy meant (v2: length groups in shuffled order; before: sorted mega-batches)
     max_train_samples: int | None
     max_eval_samples: int | None
     train_examples: int
