@@ -286,7 +286,9 @@ class DataArguments:
         "choices": ["blocks", "documents"]})
     tokenized_dir: str | None = field(default=None, metadata={
         "help": "Where the tokenized blocks are saved and reused (default: a folder under --cache_dir keyed by inputs)."})
-    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
+    preprocessing_num_workers: int | None = field(default=None, metadata={
+        "help": "Processes for tokenization (default: every core this process may use, for corpora over 20,000 "
+                "documents; one below)."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training blocks."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N validation blocks."})
     cache_dir: str | None = field(default=None, metadata={

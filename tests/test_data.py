@@ -154,3 +154,21 @@ def test_token_ids_are_what_the_tokenizer_gives(data_dir, name):
     assert token_ids(tokenizer, texts) == expected
     tokenizer.backend_tokenizer.enable_truncation(max_length=8)  # left so by a saved tokenizer.json, say
     assert token_ids(tokenizer, texts) == expected  # still whole texts: the backend is not called as it is
+
+
+def test_tokenization_uses_every_core_it_may_not_a_fixed_cap(tmp_path, monkeypatch):
+    from lmzoo import data
+
+    monkeypatch.setattr(data.os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    empty = tmp_path / "no-cgroup"
+    assert data.available_cpus(str(empty)) == 64  # the old default stopped at 8
+    assert data.default_num_workers(1_000_000) == data.available_cpus() and data.default_num_workers(100) == 1
+    (tmp_path / "v2").mkdir()
+    (tmp_path / "v2" / "cpu.max").write_text("1600000 100000\n")  # a container limited to 16 CPUs
+    assert data.available_cpus(str(tmp_path / "v2")) == 16
+    (tmp_path / "v2" / "cpu.max").write_text("max 100000\n")
+    assert data.available_cpus(str(tmp_path / "v2")) == 64
+    (tmp_path / "v1" / "cpu").mkdir(parents=True)
+    (tmp_path / "v1" / "cpu" / "cpu.cfs_quota_us").write_text("400000\n")
+    (tmp_path / "v1" / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert data.available_cpus(str(tmp_path / "v1")) == 4
