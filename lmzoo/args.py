@@ -8,7 +8,6 @@ for long runs (keep two checkpoints, log every 50 steps).
 
 import dataclasses
 import fcntl
-import json
 import os
 import socket
 import sys
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import HfArgumentParser, TrainingArguments
 
+from .checkpoints import damage, latest_complete_checkpoint
 from .errors import UsageError, require
 
 
@@ -177,8 +177,8 @@ def checked_resume_checkpoint(asked: str, output_dir: str) -> str:
         return checkpoint
     require(os.path.isdir(asked), f"--resume_from_checkpoint {asked} does not exist (expected a checkpoint-N "
                                   "folder; leave the flag out to start afresh)")
-    require(_readable_json(os.path.join(asked, "trainer_state.json")),
-            f"--resume_from_checkpoint {asked} is not a complete checkpoint (no readable trainer_state.json)")
+    why = damage(asked)
+    require(why is None, f"--resume_from_checkpoint {asked} cannot be resumed: {why}")
     return asked
 
 
@@ -210,29 +210,6 @@ def hold_output_dir(folder: str) -> None:
     handle.write(f"host {socket.gethostname()}, pid {os.getpid()}")
     handle.flush()
     _held_output_dirs[key] = handle
-
-
-def latest_complete_checkpoint(folder: str) -> str | None:
-    """The newest checkpoint-N folder whose trainer state was fully written (the Trainer writes it last, after
-    the weights and optimizer), so a checkpoint cut short by a kill is never chosen."""
-    candidates = []
-    for name in os.listdir(folder):
-        path = os.path.join(folder, name)
-        if name.startswith("checkpoint-") and name[len("checkpoint-"):].isdigit() and os.path.isdir(path):
-            if _readable_json(os.path.join(path, "trainer_state.json")):
-                candidates.append((int(name[len("checkpoint-"):]), path))
-    if not candidates:
-        return None
-    return max(candidates)[1]
-
-
-def _readable_json(path: str) -> bool:
-    try:
-        with open(path, encoding="utf-8") as f:
-            json.load(f)
-        return True
-    except (OSError, ValueError):
-        return False
 
 
 def check_writable_dir(path: str, flag: str) -> None:

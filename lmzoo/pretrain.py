@@ -320,8 +320,8 @@ def print_summary(record: dict, metrics: dict, output_dir: str) -> None:
     if record["status"] == "completed":
         lines.append(f"[lmzoo] checkpoint and tokenizer: {os.path.abspath(output_dir)}")
     else:
-        from .args import latest_complete_checkpoint
+        from .checkpoints import latest_complete_checkpoint
 
-        kept = latest_complete_checkpoint(output_dir)
+        kept = latest_complete_checkpoint(output_dir, warn=False)
         lines.append(f"[lmzoo] nothing saved from the diverged weights; last good checkpoint: {kept or 'none'}")
     print("\n".join(lines), flush=True)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from transformers import Trainer
 
 from .callbacks import DivergenceGuard
+from .checkpoints import CheckpointSeal
 from .errors import UsageError
 
 # Where the prediction head starts, per model type (the module whose input is the final hidden states).
@@ -151,11 +152,12 @@ class EmptyEvaluationError(UsageError):
 
 class GuardedTrainer(Trainer):
     """Trainer that shows every step's loss to its DivergenceGuard callback, if it has one: every step, so that
-    no checkpoint of a diverged model is saved."""
+    no checkpoint of a diverged model is saved; and seals every checkpoint it writes (lmzoo.checkpoints)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.guard = next((c for c in self.callback_handler.callbacks if isinstance(c, DivergenceGuard)), None)
+        self.add_callback(CheckpointSeal())  # a checkpoint cut short or damaged is never resumed
 
     def loss_is_a_batch_mean(self) -> None:
         """Say that the model's loss is a mean over its own batch, whatever its forward signature says.

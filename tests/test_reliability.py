@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from lmzoo.args import latest_complete_checkpoint
+from lmzoo.checkpoints import SEAL_NAME, latest_complete_checkpoint
 from lmzoo.records import atomic_write_json
 
 TINY_GPT2 = "n_layer=1,n_embd=32,n_head=2"
@@ -138,3 +138,21 @@ def test_resume_from_a_checkpoint_that_is_not_there_is_refused(cli, data_dir, tm
         code, _, err = cli("run_clm.py", *argv)
         assert code == 2 and f"--resume_from_checkpoint {asked}" in err and message in err, err
         assert not (out / "lmzoo_record.json").exists()
+
+
+def test_a_damaged_checkpoint_is_skipped_with_a_warning_and_the_older_one_resumed(repo_root, data_dir, tmp_path, env):
+    out = tmp_path / "run"
+    command = clm_command(repo_root, data_dir, out, "--max_steps", "20")
+    subprocess.run(command, env=env, check=True, capture_output=True, timeout=600)
+    reference = final_eval_loss(out)
+    assert (out / "checkpoint-10" / SEAL_NAME).is_file() and (out / "checkpoint-20" / SEAL_NAME).is_file()
+    weights = out / "checkpoint-20" / "model.safetensors"
+    size = weights.stat().st_size
+    with open(weights, "r+b") as f:  # as a copy cut short, or a disk that filled up, would leave it
+        f.truncate(size // 2)
+    assert latest_complete_checkpoint(str(out), warn=False).endswith("checkpoint-10")
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (f"skipping {out / 'checkpoint-20'}: model.safetensors has {size // 2:,} bytes, {size:,} when it was "
+            "saved") in proc.stderr
+    assert final_eval_loss(out) == reference  # ten steps again from checkpoint-10: the same run, bit for bit
