@@ -225,9 +225,11 @@ def verdicts(task: str, task_summary: dict) -> list[str]:
 
 
 def markdown(settings: dict, summaries: dict) -> str:
-    lines = ["### lmzoo's GLUE fine-tuning against a plain Trainer (bench/bench_glue_vs_trainer_baseline.py)", "",
+    epochs = f"{settings['num_train_epochs']:g} epoch{'' if settings['num_train_epochs'] == 1 else 's'}"
+    lines = [f"### lmzoo's GLUE fine-tuning against a plain Trainer: {', '.join(summaries)} at lr "
+             f"{settings['learning_rate']:g}, {epochs} (bench/bench_glue_vs_trainer_baseline.py)", "",
              f"Dev score x100 (mean +- sd over seeds; {settings['model_name_or_path']}, batch {settings['batch_size']}"
-             f", lr {settings['learning_rate']:g}, {settings['num_train_epochs']:g} epoch, max_seq_length "
+             f", lr {settings['learning_rate']:g}, {epochs}, max_seq_length "
              f"{settings['max_seq_length']}, {settings['hardware']}). Score: CoLA MCC, STS-B mean of Pearson and "
              "Spearman, MRPC mean of F1 and accuracy, RTE accuracy. Training time: median over seeds.", "",
              "| task | seeds | lmzoo, grouped batches | lmzoo, random order | plain Trainer baseline | "
