@@ -6,6 +6,8 @@ transformers' `TrainingArguments` plus what transformers 5 dropped or what lmzoo
 for long runs (keep two checkpoints, log every 50 steps).
 """
 
+import atexit
+import contextlib
 import dataclasses
 import fcntl
 import os
@@ -17,7 +19,7 @@ import torch
 from transformers import HfArgumentParser, TrainingArguments
 
 from .checkpoints import damage, latest_complete_checkpoint
-from .errors import UsageError, require
+from .errors import UsageError, on_usage_error, require
 
 
 @dataclass
@@ -184,7 +186,7 @@ def checked_resume_checkpoint(asked: str, output_dir: str) -> str:
 
 # Output folders this process holds: flock'd lock files, kept open (the OS releases them when the process dies,
 # however it dies, so a dead run's lock is taken over without anyone deleting it).
-_held_output_dirs: dict[str, object] = {}
+_held_output_dirs: dict[str, tuple[str, object]] = {}
 OUTPUT_LOCK_NAME = ".lmzoo.lock"
 
 
@@ -196,20 +198,44 @@ def hold_output_dir(folder: str) -> None:
     if key in _held_output_dirs:
         return
     path = os.path.join(folder, OUTPUT_LOCK_NAME)
-    handle = open(path, "a+", encoding="utf-8")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        owner = handle.read().strip() or "another process"
-        handle.close()
-        raise UsageError(f"--output_dir {folder} is in use by another run ({owner}); wait for it to end or choose "
-                         "another folder") from None
+    while True:
+        handle = open(path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "another process"
+            handle.close()
+            raise UsageError(f"--output_dir {folder} is in use by another run ({owner}); wait for it to end or "
+                             "choose another folder") from None
+        if _same_file(handle, path):
+            break
+        handle.close()  # its holder removed it between our open and our lock: take the new one
     handle.seek(0)
     handle.truncate()
     handle.write(f"host {socket.gethostname()}, pid {os.getpid()}")
     handle.flush()
-    _held_output_dirs[key] = handle
+    if not _held_output_dirs:
+        atexit.register(release_output_dirs)
+        on_usage_error(release_output_dirs)
+    _held_output_dirs[key] = (path, handle)
+
+
+def _same_file(handle, path: str) -> bool:
+    try:
+        return os.fstat(handle.fileno()).st_ino == os.stat(path).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def release_output_dirs() -> None:
+    """Remove the lock files this process holds (still holding them, so no one else can be between)."""
+    for key, (path, handle) in list(_held_output_dirs.items()):
+        with contextlib.suppress(OSError):
+            if _same_file(handle, path):
+                os.unlink(path)
+        handle.close()
+        del _held_output_dirs[key]
 
 
 def check_writable_dir(path: str, flag: str) -> None:

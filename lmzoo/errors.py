@@ -10,6 +10,15 @@ import os
 import sys
 
 
+_usage_error_cleanups = []
+
+
+def on_usage_error(cleanup) -> None:
+    """Call `cleanup()` when a UsageError ends the command (a lock file it took, say), also in-process."""
+    if cleanup not in _usage_error_cleanups:
+        _usage_error_cleanups.append(cleanup)
+
+
 class UsageError(Exception):
     """A mistake in the command line, a file or a folder the user named; shown as one line, no traceback."""
 
@@ -26,6 +35,8 @@ def run_main(main):
         try:
             return main(*args, **kwargs)
         except UsageError as err:
+            for cleanup in _usage_error_cleanups:
+                cleanup()
             if debug_enabled():
                 raise
             script = os.path.basename(sys.argv[0]) or "lmzoo"
