@@ -27,7 +27,7 @@ from lmzoo import glue
 from lmzoo.args import LmzooTrainingArguments, parse_args, prepare_output_dir
 from lmzoo.callbacks import DivergenceGuard
 from lmzoo.errors import require, run_main
-from lmzoo.records import batch_fields_of, write_run_results
+from lmzoo.records import batch_fields_of, share_like_umask, write_run_results
 from lmzoo.sampling import describe_train_order
 
 logger = logging.getLogger("run_glue")
@@ -143,6 +143,8 @@ def main(argv=None):
         trainer.save_state()
         if model_args.save_model and guard.diverged_at_step is None:
             trainer.save_model()  # the tokenizer too
+            if trainer.is_world_process_zero():
+                share_like_umask(training_args.output_dir)
     diverged = guard.diverged_at_step is not None  # a NaN model has nothing to evaluate or predict
     if training_args.do_eval and not diverged:
         for key, dev_set in dev_sets.items():

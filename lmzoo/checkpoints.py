@@ -21,8 +21,9 @@ PREFIX = "checkpoint-"
 
 def seal(folder: str) -> None:
     """Flush every file of `folder` to disk, then write the seal (itself flushed, then renamed into place)."""
-    from .records import atomic_write_json
+    from .records import atomic_write_json, share_like_umask
 
+    share_like_umask(folder)
     sizes = {}
     for root, _, names in os.walk(folder):
         for name in names:

@@ -26,7 +26,7 @@ from .callbacks import DivergenceGuard, ThroughputCallback
 from .flops import device_peak_flops, flops_per_token, precision_of
 from .errors import UsageError, require
 from .presets import load_config, max_positions, preset_name
-from .records import batch_fields_of, hardware, write_run_results
+from .records import batch_fields_of, hardware, share_like_umask, write_run_results
 from .tokenizer import check_fits_model, load_tokenizer, trained_tokenizer
 
 logger = logging.getLogger("lmzoo")
@@ -233,6 +233,8 @@ def finish_run(trainer, run: Run, *, script: str, model_args, data_args, config,
         else:
             trainer.save_model()  # model + tokenizer (processing_class)
             trainer.save_state()
+            if trainer.is_world_process_zero():
+                share_like_umask(args.output_dir)
     if args.do_eval and status == "completed":
         eval_metrics = trainer.evaluate()
         metrics.update(eval_metrics)

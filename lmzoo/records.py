@@ -214,6 +214,16 @@ def _umask() -> int:
     return mask
 
 
+def share_like_umask(folder: str) -> None:
+    """Give the files directly in `folder` that a library wrote owner-only (safetensors writes 0600) the
+    permissions the user's umask asks for, so that a shared group can read a checkpoint."""
+    mode = 0o666 & ~_umask()
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        if os.path.isfile(path) and not os.path.islink(path) and os.stat(path).st_mode & 0o077 == 0:
+            os.chmod(path, mode)
+
+
 @contextlib.contextmanager
 def atomic_directory(final_path: str):
     """Yield a temporary folder beside `final_path`; on success it replaces `final_path` in one rename."""
@@ -222,6 +232,7 @@ def atomic_directory(final_path: str):
     tmp = tempfile.mkdtemp(dir=parent, prefix=".tmp-" + os.path.basename(final_path) + "-")
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it owner-only; caches are meant to be shared
         if os.path.isdir(final_path):
             shutil.rmtree(final_path)
         os.replace(tmp, final_path)

@@ -156,3 +156,19 @@ def test_a_damaged_checkpoint_is_skipped_with_a_warning_and_the_older_one_resume
     assert (f"skipping {out / 'checkpoint-20'}: model.safetensors has {size // 2:,} bytes, {size:,} when it was "
             "saved") in proc.stderr
     assert final_eval_loss(out) == reference  # ten steps again from checkpoint-10: the same run, bit for bit
+
+
+def test_outputs_and_caches_get_the_users_umask_not_owner_only(cli, data_dir, tmp_path):
+    """safetensors writes 0600 and mkdtemp makes 0700 folders: a group sharing runs could not read them."""
+    previous = os.umask(0o022)
+    try:
+        out = tmp_path / "run"
+        argv = clm_command(tmp_path, data_dir, out, "--max_steps", "10", "--cache_dir", tmp_path / "cache")[2:]
+        code, _, err = cli("run_clm.py", *argv)
+        assert code == 0, err
+    finally:
+        os.umask(previous)
+    for path in (out / "model.safetensors", out / "checkpoint-10" / "model.safetensors", out / "lmzoo_record.json"):
+        assert path.stat().st_mode & 0o777 == 0o644, path
+    caches = list((tmp_path / "cache" / "tokenized").iterdir()) + list((tmp_path / "cache" / "tokenizers").iterdir())
+    assert caches and all(c.stat().st_mode & 0o777 == 0o755 for c in caches if c.is_dir())
