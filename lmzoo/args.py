@@ -9,10 +9,14 @@ for long runs (keep two checkpoints, log every 50 steps).
 import atexit
 import contextlib
 import dataclasses
+import enum
 import fcntl
+import json
 import os
 import socket
 import sys
+import types as types_
+import typing
 from dataclasses import dataclass, field
 
 import torch
@@ -69,6 +73,31 @@ class LmzooTrainingArguments(TrainingArguments):
                 "give --max_steps > 0 or --num_train_epochs > 0"
             )
         super().__post_init__()
+        check_integrations(self)
+
+
+# --report_to names -> (transformers' check that the package is there, the package to install)
+REPORTERS = {"tensorboard": ("is_tensorboard_available", "tensorboard"), "wandb": ("is_wandb_available", "wandb"),
+             "mlflow": ("is_mlflow_available", "mlflow"), "comet_ml": ("is_comet_available", "comet_ml"),
+             "clearml": ("is_clearml_available", "clearml"), "neptune": ("is_neptune_available", "neptune"),
+             "dvclive": ("is_dvclive_available", "dvclive"), "codecarbon": ("is_codecarbon_available", "codecarbon"),
+             "swanlab": ("is_swanlab_available", "swanlab"), "trackio": ("is_trackio_available", "trackio")}
+
+
+def check_integrations(args) -> None:
+    """What would otherwise fail after the model is built: a --report_to package that is not installed, and
+    --push_to_hub while the Hub is offline."""
+    import transformers.integrations as integrations
+    from huggingface_hub import constants
+
+    for name in args.report_to or []:
+        check, package = REPORTERS.get(name, (None, None))
+        if check and hasattr(integrations, check) and not getattr(integrations, check)():
+            raise UsageError(f"--report_to {name} needs the {package} package, which is not installed "
+                             f"(pip install {package}, or --report_to none)")
+    require(not (args.push_to_hub and constants.HF_HUB_OFFLINE),
+            "--push_to_hub needs the Hugging Face Hub, which is offline (HF_HUB_OFFLINE); leave the flag out and "
+            "upload the folder later")
 
 
 @dataclass
@@ -102,16 +131,74 @@ def parse_args(*dataclass_types, argv=None):
     parser = HfArgumentParser(dataclass_types)
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
-            require(os.path.isfile(argv[0]), f"arguments file {argv[0]} does not exist")
-            if argv[0].endswith(".json"):
-                return parser.parse_json_file(os.path.abspath(argv[0]))
-            return parser.parse_yaml_file(os.path.abspath(argv[0]))
+        if argv and argv[0].endswith(ARGUMENT_FILE_SUFFIXES):
+            require(len(argv) == 1, f"give either an arguments file or command-line flags, not both: {argv[0]} "
+                                    f"and {' '.join(argv[1:3])}{' ...' if len(argv) > 3 else ''} (put every "
+                                    "setting in the file, or every one on the command line)")
+            return parser.parse_dict(read_arguments_file(argv[0], dataclass_types))
         return parser.parse_args_into_dataclasses(args=merge_repeated_list_flags(argv, dataclass_types))
     except UsageError:
         raise
     except ValueError as err:
-        raise UsageError(" ".join(str(err).split())) from err
+        where = f"arguments file {argv[0]}: " if argv and argv[0].endswith(ARGUMENT_FILE_SUFFIXES) else ""
+        raise UsageError(where + " ".join(str(err).split())) from err
+
+
+ARGUMENT_FILE_SUFFIXES = (".json", ".yaml", ".yml")
+
+
+def read_arguments_file(path: str, dataclass_types) -> dict:
+    """The flags of a .json/.yaml arguments file, each value checked against the type of its field."""
+    import yaml
+
+    require(os.path.isfile(path), f"arguments file {path} does not exist")
+    try:
+        with open(path, encoding="utf-8") as f:
+            values = json.load(f) if path.endswith(".json") else yaml.safe_load(f)
+    except (ValueError, yaml.YAMLError) as err:
+        kind = "JSON" if path.endswith(".json") else "YAML"
+        raise UsageError(f"arguments file {path} is not valid {kind}: {' '.join(str(err).split())}") from err
+    require(isinstance(values, dict), f"arguments file {path}: expected flag names with their values, found "
+                                      f"a {type(values).__name__}")
+    types = {}
+    for cls in dataclass_types:
+        hints = typing.get_type_hints(cls)
+        types.update({f.name: hints.get(f.name) for f in dataclasses.fields(cls) if f.init})
+    for name, value in values.items():
+        expected = _expected_type(types.get(name))
+        if expected is not None and not _has_type(value, expected):
+            names = " or ".join(sorted({"a number" if t is float else _TYPE_WORDS.get(t, t.__name__) for t in expected}))
+            raise UsageError(f"arguments file {path}: '{name}' is {value!r}, expected {names}")
+    return values
+
+
+_TYPE_WORDS = {bool: "true/false", int: "an integer", str: "a string", list: "a list", type(None): "null"}
+
+
+def _expected_type(annotation) -> tuple | None:
+    """The plain types a field accepts (None: too rich to check here, the parser and the field's checks will)."""
+    if annotation is None:
+        return None
+    options = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types_.UnionType) \
+        else (annotation,)
+    plain = []
+    for option in options:
+        origin = typing.get_origin(option) or option
+        if origin in (bool, int, float, str, list, type(None)):
+            plain.append(origin)
+        elif isinstance(origin, type) and issubclass(origin, enum.Enum):
+            plain.append(str)  # given by name
+        else:
+            return None
+    return tuple(plain)
+
+
+def _has_type(value, expected: tuple) -> bool:
+    if isinstance(value, bool):
+        return bool in expected
+    if isinstance(value, int) and (int in expected or float in expected):
+        return True
+    return any(isinstance(value, t) for t in expected if t not in (bool, int))
 
 
 def merge_repeated_list_flags(argv: list[str], dataclass_types) -> list[str]:

@@ -20,9 +20,11 @@ later run with the same corpus, tokenizer and block layout.
 """
 
 import bz2
+import csv
 import gzip
 import hashlib
 import json
+import logging
 import lzma
 import os
 import re
@@ -94,12 +96,77 @@ def check_readable_file(path: str, flag: str) -> None:
 def _load(builder: str, data_files: dict, options: dict, cache_dir: str | None, culprit: str):
     from datasets import load_dataset
 
+    quiet = logging.getLogger("datasets")  # it logs a parser's traceback before raising; we say it in one line
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
     try:
         return load_dataset(builder, data_files=data_files, cache_dir=cache_dir, **dict(options))
     except UnicodeDecodeError as err:
         raise UsageError(f"{culprit} is not UTF-8 text: {err.reason} at byte {err.start}") from err
     except Exception as err:  # datasets wraps parser errors in several types; name the input, not the library
+        files = [f for paths in data_files.values() for f in ([paths] if isinstance(paths, str) else paths)]
+        where = next(filter(None, (first_bad_line(f, builder, dict(options)) for f in files)), None)
+        if where:
+            raise UsageError(where) from err
         raise UsageError(f"{culprit} could not be read as {builder}: {str(err).splitlines()[0][:300]}") from err
+    finally:
+        quiet.setLevel(level)
+
+
+def first_bad_line(path: str, builder: str, options: dict) -> str | None:
+    """'FILE line N: what is wrong' for the first line a json/csv parser cannot read, or None."""
+    opener = COMPRESSIONS.get(os.path.splitext(path.lower())[1], open)
+    try:
+        with opener(path, "rt", encoding="utf-8", newline="") as f:
+            if builder == "json":
+                return _first_bad_json_line(path, f)
+            if builder == "csv":
+                return _first_bad_csv_line(path, f, options.get("delimiter", ","))
+    except (OSError, UnicodeDecodeError, EOFError, lzma.LZMAError):
+        return None
+    return None
+
+
+def _first_bad_json_line(path: str, lines) -> str | None:
+    text = lines.read()
+    if text.lstrip().startswith(("[", "{")) and "\n{" not in text.strip():  # one JSON document, not JSON lines
+        try:
+            json.loads(text)
+        except ValueError as err:
+            return f"{path} line {getattr(err, 'lineno', '?')}: not valid JSON ({getattr(err, 'msg', err)})"
+        return None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                json.loads(line)
+            except ValueError as err:
+                return f"{path} line {number}: not valid JSON ({getattr(err, 'msg', err)})"
+    return None
+
+
+def _first_bad_csv_line(path: str, lines, delimiter: str) -> str | None:
+    reader = csv.reader(lines, delimiter=delimiter, strict=True)
+    try:
+        header = next(reader, None)
+        for row in reader:
+            if row and len(row) != len(header):
+                separator = "tab" if delimiter == "\t" else f"'{delimiter}'"
+                return (f"{path} line {reader.line_num}: {len(row)} fields, the header has {len(header)} "
+                        f"(an unquoted {separator} or a missing quote?)")
+    except csv.Error as err:
+        return f"{path} line {reader.line_num}: {err}"
+    return None
+
+
+def check_text_present(split, source: str, split_name: str, column: str) -> None:
+    """A row whose text is null (a JSON null, or a record without the field) is named, not a TypeError later."""
+    import pyarrow.compute as pc
+
+    values = split.data.column("text")
+    if values.null_count:
+        row = pc.index(pc.is_null(values), True).as_py()
+        raise UsageError(f"{source} ({split_name}): record {row + 1} has no text (null or no '{column}' field); "
+                         "remove it or fill it in")
 
 
 def load_from_files(args: DataArguments, cache_dir: str | None):
@@ -239,6 +306,7 @@ def load_raw_corpus(args: DataArguments, cache_dir: str | None = None):
         raw[split] = raw[split].select_columns([args.text_column])
         if args.text_column != "text":
             raw[split] = raw[split].rename_column(args.text_column, "text")
+        check_text_present(raw[split], source, split, args.text_column)
     if "validation" not in raw:
         pct = args.validation_split_percentage
         require(0 < pct < 100, f"--validation_split_percentage must be between 1 and 99, got {pct}")

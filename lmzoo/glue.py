@@ -34,6 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from huggingface_hub import constants as hub_constants
+from safetensors import SafetensorError
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import f1_score, matthews_corrcoef
 from torch.utils.data import SequentialSampler
@@ -641,6 +642,9 @@ def load_tokenizer_and_model(model_path: str, task: GlueTask, tokenizer_name: st
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
             model_path, config=config, ignore_mismatched_sizes=ignore_mismatched_sizes)
+    except SafetensorError as err:
+        raise UsageError(f"cannot load {model_path}: its weights file is damaged or cut short "
+                         f"({' '.join(str(err).split())})") from err
     except (OSError, ValueError, RuntimeError) as err:
         raise UsageError(f"cannot load {model_path} for sequence classification: "
                          f"{' '.join(str(err).split())}") from err

@@ -5,6 +5,7 @@ config.json or a checkpoint folder; anything else is a Hub name (which fails off
 `--config_overrides "num_hidden_layers=2,hidden_size=64"` then edits the config, as in the Hugging Face examples.
 """
 
+import json
 import os
 
 from transformers import AutoConfig, BertConfig, DistilBertConfig, GPT2Config, RobertaConfig, T5Config
@@ -97,11 +98,11 @@ def load_config(config_name: str | None = None, model_type: str | None = None, o
         for key, value in fields.items():  # some config classes re-derive fields in __init__ (T5's tying)
             setattr(config, key, value)
     elif config_name and os.path.isfile(config_name):
-        config = AutoConfig.from_pretrained(config_name)
+        config = _local_config(config_name, config_name)
     elif config_name and os.path.isdir(config_name):
         if not os.path.isfile(os.path.join(config_name, "config.json")):
             raise UsageError(f"--config_name {config_name} is a folder without config.json")
-        config = AutoConfig.from_pretrained(config_name)
+        config = _local_config(config_name, os.path.join(config_name, "config.json"))
     elif config_name:
         config = _hub_config(config_name, cache_dir)
     elif model_type:
@@ -115,6 +116,23 @@ def load_config(config_name: str | None = None, model_type: str | None = None, o
     if overrides:
         apply_overrides(config, overrides)
     return config
+
+
+def _local_config(path: str, file: str):
+    """A config.json (or a checkpoint folder's), with one line naming the file when it is not one."""
+    try:
+        with open(file, encoding="utf-8") as f:
+            values = json.load(f)
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise UsageError(f"--config_name {file} is not a JSON config file "
+                         f"({' '.join(str(err).split())[:200]})") from err
+    if not isinstance(values, dict):
+        raise UsageError(f"--config_name {file} holds a JSON {type(values).__name__}, not a config's fields")
+    try:
+        return AutoConfig.from_pretrained(path)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UsageError(f"--config_name {file}: transformers cannot read it as a config "
+                         f"({' '.join(str(err).split())[:200]})") from err
 
 
 def _hub_config(name: str, cache_dir: str | None):

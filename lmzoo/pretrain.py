@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 import transformers
+from safetensors import SafetensorError
 from transformers import set_seed
 
 from .args import prepare_output_dir
@@ -177,6 +178,9 @@ def build_model(model_args, config, tokenizer, auto_class):
     if model_args.model_name_or_path and preset_name(model_args.model_name_or_path) is None:
         try:
             return auto_class.from_pretrained(model_args.model_name_or_path, config=config)
+        except SafetensorError as err:
+            raise UsageError(f"--model_name_or_path {model_args.model_name_or_path}: its weights file is damaged or "
+                             f"cut short ({str(err).splitlines()[0][:200]})") from err
         except (OSError, ValueError) as err:
             raise UsageError(f"--model_name_or_path {model_args.model_name_or_path}: cannot load a checkpoint "
                              f"({str(err).splitlines()[0][:200]})") from err

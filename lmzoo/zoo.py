@@ -693,6 +693,9 @@ def build_zoo(results: list[str], out_dir: str | None = None, output: str | None
     `includes` in its methods section). Returns best.json."""
     for path in includes or []:
         require(os.path.isfile(path), f"--include {path} is not a file")
+    require(output is None or not os.path.isdir(output),
+            f"--output {output} is a folder; give the markdown file to write, e.g. "
+            f"{os.path.join(output or '', 'MODEL_ZOO.md')}")
     records = find_records(results)
     require(bool(records), f"no {RECORD_NAME} of kind pretrain or glue under {', '.join(results)}")
     out_dir = out_dir or os.path.join(results[0], "zoo")

@@ -15,6 +15,13 @@ def files(tmp_path):
     (tmp_path / "rows.jsonl").write_text('{"body": "no text column here"}\n')
     (tmp_path / "a_file").write_text("x")
     (tmp_path / "short.txt").write_text("A few words only.\n")
+    (tmp_path / "corrupt.json").write_text('{"model_type": "bert", "hidden_size": ')
+    (tmp_path / "notes.txt").write_text("just some notes\n")
+    (tmp_path / "null_text.jsonl").write_text('{"text": "Fine."}\n{"text": null}\n')
+    (tmp_path / "missing_text.jsonl").write_text('{"text": "Fine."}\n{"title": "no text here"}\n')
+    (tmp_path / "broken.jsonl").write_text('{"text": "Fine."}\n{"text": "cut short\n')
+    (tmp_path / "broken.csv").write_text('text,label\n"Fine.",1\n"cut short,1\n')
+    (tmp_path / "ragged.tsv").write_text("text\tlabel\nFine.\t1\nToo\tmany\tfields\n")
     return tmp_path
 
 
@@ -48,6 +55,16 @@ CASES = [
     ({"--max_eval_samples": "0"}, "--max_eval_samples must be a positive integer, got 0"),
     ({"--max_train_samples": "-1"}, "--max_train_samples must be a positive integer, got -1"),
     ({"--validation_file": "{tmp}/short.txt"}, "the validation split (--validation_file"),
+    # files that are not what they claim to be: the file, the line or record, what is wrong
+    ({"--config_name": "{tmp}/corrupt.json"}, "corrupt.json is not a JSON config file"),
+    ({"--config_name": "{tmp}/notes.txt"}, "notes.txt is not a JSON config file"),
+    ({"--train_file": "{tmp}/null_text.jsonl"}, "null_text.jsonl (train): record 2 has no text"),
+    ({"--train_file": "{tmp}/missing_text.jsonl"}, "missing_text.jsonl (train): record 2 has no text"),
+    ({"--train_file": "{tmp}/broken.jsonl"}, "broken.jsonl line 2: not valid JSON"),
+    ({"--train_file": "{tmp}/broken.csv"}, "broken.csv line 3:"),
+    ({"--train_file": "{tmp}/ragged.tsv"}, "ragged.tsv line 3: 3 fields, the header has 2"),
+    # what would fail only after the model is built
+    ({"--push_to_hub": "True"}, "--push_to_hub needs the Hugging Face Hub, which is offline"),
 ]
 
 
@@ -114,3 +131,48 @@ def test_json_arguments_file_and_a_missing_one(cli, files):
     assert code == 2 and "missing.txt does not exist" in err
     code, _, err = cli("run_mlm.py", files / "nope.yaml")
     assert code == 2 and "arguments file" in err and "nope.yaml" in err
+
+
+@pytest.mark.parametrize("body, culprit", [
+    ('{"config_name": "bert-tiny", ', "args.json is not valid JSON"),
+    ('["bert-tiny"]', "args.json: expected flag names with their values, found a list"),
+    ('{"config_name": "bert-tiny", "max_steps": "many"}', "args.json: 'max_steps' is 'many', expected an integer"),
+    ('{"config_name": "bert-tiny", "bf16": "yes"}', "args.json: 'bf16' is 'yes', expected true/false"),
+    ('{"config_name": "bert-tiny", "max_stepz": 3}', "args.json: Some keys are not used"),
+])
+def test_a_bad_arguments_file_is_one_line(cli, files, body, culprit):
+    (files / "args.json").write_text(body)
+    code, _, err = cli("run_mlm.py", files / "args.json")
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1 and culprit in err, err
+
+
+def test_an_arguments_file_and_flags_together_are_refused(cli, files):
+    (files / "args.json").write_text('{"config_name": "bert-tiny", "do_train": true}')
+    code, _, err = cli("run_mlm.py", files / "args.json", "--max_steps", "3")
+    assert code == 2 and "give either an arguments file or command-line flags, not both" in err
+
+
+def test_a_reporting_package_that_is_not_installed_is_named(cli, files):
+    from transformers.integrations import is_tensorboard_available
+
+    if is_tensorboard_available():
+        pytest.skip("tensorboard is installed here")
+    code, _, err = cli("run_mlm.py", *build_args(files, None, {"--report_to": "tensorboard"}))
+    assert code == 2 and "--report_to tensorboard needs the tensorboard package" in err
+
+
+def test_a_checkpoint_whose_weights_are_cut_short_is_one_line(cli, files, data_dir):
+    from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast
+
+    checkpoint = files / "checkpoint"
+    BertForMaskedLM(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                               intermediate_size=64)).save_pretrained(checkpoint)
+    BertTokenizerFast.from_pretrained(data_dir / "tokenizers" / "bert-base-uncased").save_pretrained(checkpoint)
+    weights = checkpoint / "model.safetensors"
+    with open(weights, "r+b") as f:
+        f.truncate(weights.stat().st_size // 2)
+    args = build_args(files, data_dir, {"--config_name": None, "--config_overrides": None, "--vocab_size": None,
+                                        "--model_name_or_path": str(checkpoint), "--max_seq_length": "16"})
+    code, _, err = cli("run_mlm.py", *args)
+    assert code == 2 and "Traceback" not in err
+    assert f"--model_name_or_path {checkpoint}: its weights file is damaged or cut short" in err

@@ -234,3 +234,10 @@ def test_pretraining_rows_show_the_command_that_made_them():
             pretrain_record(model="old-run")]
     assert zoo.pretrain_commands(runs) == "- bert-tiny: `python run_mlm.py --config_name bert-tiny --max_steps 1000`"
     assert zoo.pretrain_commands([pretrain_record()]) is None
+
+
+def test_output_that_is_a_folder_is_one_line(grid_results, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        zoo.main(["--results", str(grid_results), "--output", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert f"--output {tmp_path} is a folder; give the markdown file to write" in capsys.readouterr().err
