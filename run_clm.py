@@ -11,8 +11,6 @@ lmzoo_record.json. `--eval_stride` adds the sliding-window perplexity over the w
 
 from dataclasses import dataclass, field
 
-from transformers import AutoModelForCausalLM
-
 from lmzoo.args import DataArguments, PretrainingArguments, ModelArguments, parse_args
 from lmzoo.collators import CausalLmCollator
 from lmzoo.data import causal_layout, load_raw_corpus, load_tokenized
@@ -20,7 +18,6 @@ from lmzoo.errors import UsageError, require, run_main
 from lmzoo.generation import joined_token_ids, sample_continuations, strided_perplexity
 from lmzoo.pretrain import (block_length, build_config, build_model, build_tokenizer, check_model_type, finish_run,
                             start_run)
-from lmzoo.trainer import CausalLmObjective, LmTrainer
 
 CLM_MODEL_TYPES = ("gpt2", "gpt_neo", "gpt_neox", "llama", "mistral", "qwen2", "opt")
 
@@ -59,6 +56,11 @@ def main():
     raw = load_raw_corpus(data_args, run.hub_cache)
     tokenizer = build_tokenizer(model_args, config, raw, run)
     data = load_tokenized(data_args, run.cache_root, raw, tokenizer, causal_layout(tokenizer, block), "clm")
+    # The model and Trainer code load here, after the arguments are checked: --help and flag errors answer at once.
+    from transformers import AutoModelForCausalLM
+
+    from lmzoo.trainer import CausalLmObjective, LmTrainer
+
     model = build_model(model_args, config, tokenizer, AutoModelForCausalLM)
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

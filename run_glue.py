@@ -20,13 +20,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-import datasets
 import transformers
 
-from lmzoo import glue
+from lmzoo import glue_tasks
 from lmzoo.args import LmzooTrainingArguments, parse_args, prepare_output_dir
 from lmzoo.callbacks import DivergenceGuard
 from lmzoo.errors import require, run_main
+from lmzoo.logs import quiet_library_logs
 from lmzoo.records import batch_fields_of, share_like_umask, write_run_results
 from lmzoo.sampling import describe_train_order
 
@@ -56,11 +56,11 @@ class ModelArguments:
 
 @dataclass
 class DataTrainingArguments:
-    task_name: str = field(metadata={"help": f"The GLUE task: {', '.join(glue.TASKS)}."})
+    task_name: str = field(metadata={"help": f"The GLUE task: {', '.join(glue_tasks.TASKS)}."})
     glue_dir: str | None = field(
         default=None,
         metadata={"help": "Folder in the official GLUE layout (<DIR>/RTE/train.tsv, ...); "
-                          f"default ${glue.GLUE_DIR_ENV}."},
+                          f"default ${glue_tasks.GLUE_DIR_ENV}."},
     )
     train_file: str | None = field(default=None, metadata={"help": "Training data (csv, tsv, json, jsonl)."})
     validation_file: str | None = field(default=None, metadata={"help": "Dev data (csv, tsv, json, jsonl)."})
@@ -97,10 +97,13 @@ def main(argv=None):
     )
     started = time.time()
     set_up_logging(training_args)
-    task = glue.get_task(data_args.task_name)
+    task = glue_tasks.get_task(data_args.task_name)
     require(training_args.do_train or training_args.do_eval or training_args.do_predict,
             "nothing to do: pass --do_train, --do_eval and/or --do_predict")
     resume_from = prepare_output_dir(training_args)
+    # The model, data and Trainer code load here, after the arguments are checked: --help and flag errors answer
+    # at once.
+    from lmzoo import glue
 
     # Data first: every file is read and checked before the model is loaded.
     data = glue.load_glue_data(
@@ -201,8 +204,8 @@ def run_record(model_args, model_path, data_args, training_args, task, data, met
         "eval_examples": {split.key: metrics[f"{split.key}_samples"] for split in task.dev_splits
                           if f"{split.key}_samples" in metrics},
         "dev_metrics": {key: value for key, value in metrics.items() if key in quality_keys},
-        "undefined_metrics": glue.undefined_metrics(task, metrics),
-        "combined_score": glue.combined_score(task, metrics),
+        "undefined_metrics": glue_tasks.undefined_metrics(task, metrics),
+        "combined_score": glue_tasks.combined_score(task, metrics),
         "train_runtime_s": metrics.get("train_runtime"),
         "wall_time_s": round(time.time() - started, 2),
         "output_dir": training_args.output_dir,
@@ -216,7 +219,10 @@ def set_up_logging(training_args) -> None:
     logger.handlers = [handler]
     logger.propagate = False
     logger.setLevel(logging.INFO if training_args.should_log else logging.WARNING)
+    quiet_library_logs()
     if training_args.disable_tqdm:  # log files stay readable
+        import datasets
+
         datasets.disable_progress_bars()
         transformers.utils.logging.disable_progress_bar()
 

@@ -17,18 +17,13 @@ cosine loss, at --temperature; --init_student_from_teacher starts it from every 
 
 from dataclasses import dataclass, field
 
-from transformers import AutoModelForMaskedLM
-
-from lmzoo.args import DataArguments, PretrainingArguments, ModelArguments, parse_args
+from lmzoo.args import DataArguments, DistillationArguments, PretrainingArguments, ModelArguments, parse_args
 from lmzoo.flops import precision_of
 from lmzoo.collators import MlmCollator
 from lmzoo.data import load_raw_corpus, load_tokenized, mlm_layout
-from lmzoo.distill import (DistillationArguments, DistillationObjective, check_student_fits_teacher,
-                           init_student_from_teacher, prepare_teacher, teacher_forward_flops)
 from lmzoo.errors import require, run_main
 from lmzoo.pretrain import (block_length, build_config, build_model, build_tokenizer, check_model_type, finish_run,
                             start_run)
-from lmzoo.trainer import LmTrainer, MaskedLmObjective
 
 MLM_MODEL_TYPES = ("bert", "roberta", "distilbert", "xlm-roberta", "camembert", "electra")
 
@@ -47,6 +42,13 @@ def main():
         ModelArguments, DataArguments, MlmArguments, DistillationArguments, PretrainingArguments)
     require(0 < mlm_args.mlm_probability < 1, f"--mlm_probability must be in (0, 1), got {mlm_args.mlm_probability}")
     run = start_run(training_args, data_args)
+    # The model and Trainer code load here, after the arguments are checked: --help and flag errors answer at once.
+    from transformers import AutoModelForMaskedLM
+
+    from lmzoo.distill import (DistillationObjective, check_student_fits_teacher, init_student_from_teacher,
+                               prepare_teacher, teacher_forward_flops)
+    from lmzoo.trainer import LmTrainer, MaskedLmObjective
+
     teacher = None
     if distill_args.teacher_name_or_path:
         teacher = prepare_teacher(distill_args, model_args, run.hub_cache)  # the student defaults to its tokenizer

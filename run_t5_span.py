@@ -13,14 +13,11 @@ T5ForConditionalGeneration / AutoTokenizer load, all_results.json and lmzoo_reco
 import sys
 from dataclasses import dataclass, field
 
-from transformers import AutoModelForSeq2SeqLM
-
 from lmzoo.args import DataArguments, ModelArguments, PretrainingArguments, parse_args
 from lmzoo.data import BlockLayout, load_raw_corpus, load_tokenized
 from lmzoo.errors import UsageError, require, run_main
 from lmzoo.pretrain import build_config, build_model, build_tokenizer, check_model_type, finish_run, start_run
 from lmzoo.t5_span import DataCollatorForT5SpanCorruption, expand_input_length
-from lmzoo.trainer import LmTrainer, Seq2SeqObjective
 
 
 @dataclass
@@ -63,6 +60,11 @@ def main():
     tokenizer = build_tokenizer(model_args, config, raw, run)
     layout = BlockLayout(raw_length, separator_id=tokenizer.eos_token_id)  # raw blocks; the collator adds EOS
     data = load_tokenized(data_args, run.cache_root, raw, tokenizer, layout, "t5span")
+    # The model and Trainer code load here, after the arguments are checked: --help and flag errors answer at once.
+    from transformers import AutoModelForSeq2SeqLM
+
+    from lmzoo.trainer import LmTrainer, Seq2SeqObjective
+
     model = build_model(model_args, config, tokenizer, AutoModelForSeq2SeqLM)
 
     def collator(seed, per_example_noise=False):

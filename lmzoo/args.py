@@ -17,7 +17,7 @@ import socket
 import sys
 import types as types_
 import typing
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import torch
 from transformers import HfArgumentParser, TrainingArguments
@@ -393,3 +393,34 @@ class DataArguments:
 
     def has_source(self) -> bool:
         return bool(self.dataset_name or self.dataset_dir or self.train_file)
+
+
+@dataclass
+class DistillationArguments:
+    teacher_name_or_path: str | None = field(default=None, metadata={
+        "help": "A masked-LM checkpoint to distil from (e.g. a run_mlm.py output folder). Turns run_mlm.py into "
+                "DistilBERT-style distillation; the student is the model given by --config_name & co."})
+    alpha_ce: float = field(default=5.0, metadata={"help": "Weight of the soft-target KL loss (distillation)."})
+    alpha_mlm: float = field(default=2.0, metadata={"help": "Weight of the student's own masked-LM loss."})
+    alpha_cos: float = field(default=1.0, metadata={
+        "help": "Weight of the cosine loss between the last hidden states (only when the sizes match)."})
+    temperature: float = field(default=2.0, metadata={"help": "Softmax temperature of the soft targets."})
+    init_student_from_teacher: bool = field(default=False, metadata={
+        "help": "Start the student from the teacher's embeddings, layers 0, 2, 4, ... and MLM head."})
+
+    def __post_init__(self):
+        require(self.temperature > 0, f"--temperature must be > 0, got {self.temperature}")
+        for name in ("alpha_ce", "alpha_mlm", "alpha_cos"):
+            require(getattr(self, name) >= 0, f"--{name} must be >= 0, got {getattr(self, name)}")
+        require(self.alpha_ce + self.alpha_mlm + self.alpha_cos > 0,
+                "--alpha_ce, --alpha_mlm and --alpha_cos are all 0: nothing to learn from")
+        require(self.teacher_name_or_path or not self.init_student_from_teacher,
+                "--init_student_from_teacher needs --teacher_name_or_path")
+
+    def record(self) -> dict:
+        """What the results record says about the distillation."""
+        values = asdict(self)
+        values["teacher"] = values.pop("teacher_name_or_path")
+        if os.path.isdir(values["teacher"]):
+            values["teacher"] = os.path.abspath(values["teacher"])
+        return values

@@ -37,6 +37,7 @@ import numpy as np
 from .cache import build_once
 from .args import DataArguments
 from .errors import UsageError, require
+from .logs import quiet_progress_bars
 
 FILE_BUILDERS = {
     ".txt": "text", ".raw": "text", ".tokens": "text",
@@ -507,7 +508,8 @@ def load_tokenized(args: DataArguments, cache_root: str, raw, tokenizer, layout:
             require(len(tokenized[split]) > 0, f"the {split} split ({describe_split_source(args, split)}) has fewer "
                                                f"tokens than one block of {layout.block_length}; use a smaller "
                                                "--max_seq_length/--block_size or more text")
-        tokenized.save_to_disk(os.path.join(tmp, "data"))
+        with quiet_progress_bars():  # a sub-second step; the tokenizing bar above says how the build goes
+            tokenized.save_to_disk(os.path.join(tmp, "data"))
         shutil.rmtree(scratch)
 
     require(args.packing in ("blocks", "documents"), f"--packing must be blocks or documents, got {args.packing}")

@@ -1,7 +1,8 @@
-"""GLUE: the task table, readers that validate every file, metrics as GLUE defines them, and leaderboard files.
+"""GLUE: readers that validate every file, tokenization, the model and Trainer, and leaderboard files.
 
-Adding a task is one row in `TASKS`. Data comes from one of three places, all turned into the same columns
-(`index`, `text`, `text_pair` for sentence-pair tasks, `label` where known):
+The task table and the metrics live in lmzoo.glue_tasks (light to import) and are re-exported here. Data comes
+from one of three places, all turned into the same columns (`index`, `text`, `text_pair` for sentence-pair
+tasks, `label` where known):
 
 * a folder in the official GLUE layout (`--glue_dir`, or $LMZOO_GLUE_DIR): `<DIR>/<TASK>/train.tsv, dev.tsv,
   test.tsv` (MNLI: `dev_matched.tsv`, `dev_mismatched.tsv`, `test_matched.tsv`, `test_mismatched.tsv`; the
@@ -24,10 +25,10 @@ Metric keys (fractions, not percents), as written to all_results.json and the re
 
 import csv
 import json
+import logging
 import math
 import os
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import datasets
 import numpy as np
@@ -35,8 +36,6 @@ import torch
 import torch.nn.functional as F
 from huggingface_hub import constants as hub_constants
 from safetensors import SafetensorError
-from scipy.stats import pearsonr, spearmanr
-from sklearn.metrics import f1_score, matthews_corrcoef
 from torch.utils.data import SequentialSampler
 from transformers import (
     AutoConfig,
@@ -48,159 +47,15 @@ from transformers import (
 
 from .callbacks import DivergenceGuard
 from .errors import UsageError, require
+from .glue_tasks import (DIAGNOSTIC, DIAGNOSTIC_HUB_CONFIG, DIAGNOSTIC_PATHS, GLUE_DIR_ENV, HUB_DATASET, STSB_RANGE,
+                         SUBMISSION_HEADER, GlueTask, get_task, logits_to_predictions, metrics_function,
+                         normalized_name)
+from .logs import new_weights_note
 from .records import atomic_write_text
 from .sampling import ShuffledLengthGroupedSampler
 from .trainer import GuardedTrainer
 
-GLUE_DIR_ENV = "LMZOO_GLUE_DIR"
-HUB_DATASET = "nyu-mll/glue"
-STSB_RANGE = (0.0, 5.0)
-SUBMISSION_HEADER = ["index", "prediction"]
-
-
-class Split(NamedTuple):
-    """One evaluation or test file of a task.
-
-    key: for a dev split, the metric prefix ("eval", "eval_mm"); for a test split, the leaderboard file name
-    without ".tsv" ("RTE", "MNLI-m").
-    """
-
-    key: str
-    file: str
-    hub_split: str
-
-
-@dataclass(frozen=True)
-class GlueTask:
-    name: str  # what --task_name takes
-    folder: str  # the folder in the GLUE layout
-    text_columns: tuple[str, ...]  # header names in the GLUE TSVs: one sentence or a pair
-    label_column: str
-    # Label names as written in the TSVs and the leaderboard files, in the Hub's id order; None: regression.
-    labels: tuple[str, ...] | None
-    metrics: tuple[str, ...]
-    hub_config: str
-    hub_text_columns: tuple[str, ...]
-    dev_splits: tuple[Split, ...] = (Split("eval", "dev.tsv", "validation"),)
-    test_splits: tuple[Split, ...] = ()
-    index_column: str = "index"
-    # Files without a header (CoLA train/dev): column name -> field position.
-    headerless_layout: dict[str, int] = field(default_factory=dict)
-    predicts_diagnostic: bool = False  # the GLUE diagnostic set (AX) is scored with this task's model
-
-    @property
-    def is_regression(self) -> bool:
-        return self.labels is None
-
-    @property
-    def num_labels(self) -> int:
-        return 1 if self.is_regression else len(self.labels)
-
-    @property
-    def is_pair(self) -> bool:
-        return len(self.text_columns) == 2
-
-
-def _test(name: str) -> tuple[Split, ...]:
-    return (Split(name, "test.tsv", "test"),)
-
-
-BINARY = ("0", "1")
-NLI_2 = ("entailment", "not_entailment")
-
-TASKS: dict[str, GlueTask] = {
-    task.name: task
-    for task in (
-        GlueTask("cola", "CoLA", ("sentence",), "label", BINARY, ("matthews_correlation",), "cola", ("sentence",),
-                 test_splits=_test("CoLA"), headerless_layout={"label": 1, "sentence": 3}),
-        GlueTask("sst2", "SST-2", ("sentence",), "label", BINARY, ("accuracy",), "sst2", ("sentence",),
-                 test_splits=_test("SST-2")),
-        GlueTask("mrpc", "MRPC", ("#1 String", "#2 String"), "Quality", BINARY, ("f1", "accuracy"), "mrpc",
-                 ("sentence1", "sentence2"), test_splits=_test("MRPC")),
-        GlueTask("qqp", "QQP", ("question1", "question2"), "is_duplicate", BINARY, ("f1", "accuracy"), "qqp",
-                 ("question1", "question2"), test_splits=_test("QQP"), index_column="id"),
-        GlueTask("stsb", "STS-B", ("sentence1", "sentence2"), "score", None, ("pearson", "spearmanr"), "stsb",
-                 ("sentence1", "sentence2"), test_splits=_test("STS-B")),
-        GlueTask("mnli", "MNLI", ("sentence1", "sentence2"), "gold_label", ("entailment", "neutral", "contradiction"),
-                 ("accuracy",), "mnli", ("premise", "hypothesis"),
-                 dev_splits=(Split("eval", "dev_matched.tsv", "validation_matched"),
-                             Split("eval_mm", "dev_mismatched.tsv", "validation_mismatched")),
-                 test_splits=(Split("MNLI-m", "test_matched.tsv", "test_matched"),
-                              Split("MNLI-mm", "test_mismatched.tsv", "test_mismatched")),
-                 predicts_diagnostic=True),
-        GlueTask("qnli", "QNLI", ("question", "sentence"), "label", NLI_2, ("accuracy",), "qnli",
-                 ("question", "sentence"), test_splits=_test("QNLI")),
-        GlueTask("rte", "RTE", ("sentence1", "sentence2"), "label", NLI_2, ("accuracy",), "rte",
-                 ("sentence1", "sentence2"), test_splits=_test("RTE")),
-        GlueTask("wnli", "WNLI", ("sentence1", "sentence2"), "label", BINARY, ("accuracy",), "wnli",
-                 ("sentence1", "sentence2"), test_splits=_test("WNLI")),
-    )
-}
-
-# The diagnostic set: premise/hypothesis pairs without public labels, predicted with an MNLI model.
-DIAGNOSTIC = Split("AX", "diagnostic.tsv", "test")
-DIAGNOSTIC_PATHS = (("diagnostic", "diagnostic.tsv"), ("AX", "AX.tsv"), ("AX", "diagnostic.tsv"))
-DIAGNOSTIC_HUB_CONFIG = "ax"
-
-
-def _normalized(name: str) -> str:
-    return name.lower().replace("-", "").replace("_", "")
-
-
-def get_task(name: str | None) -> GlueTask:
-    """The task for a --task_name, spelled as GLUE or the Hub does (sst2, SST-2, sts-b...)."""
-    valid = ", ".join(TASKS)
-    require(bool(name), f"--task_name is required; valid tasks: {valid}")
-    for task in TASKS.values():
-        if _normalized(name) in (task.name, _normalized(task.folder)):
-            return task
-    raise UsageError(f"unknown task '{name}'; valid tasks: {valid}")
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Metrics
-
-
-UNDEFINED_CORRELATION = ("undefined: every prediction (or every label) is the same value, and a correlation with a "
-                         "constant does not exist")
-
-
-def _correlation(function, predictions, references) -> float:
-    # A constant has no correlation: NaN, as scipy and GLUE's own metric give (with a warning), published as
-    # undefined, never as a score. (Matthews correlation stays 0 for a constant classifier: GLUE's convention.)
-    if np.ptp(predictions) == 0 or np.ptp(references) == 0:
-        return math.nan
-    return float(function(predictions, references)[0])
-
-
-METRIC_FUNCTIONS = {
-    "accuracy": lambda pred, ref: float(np.mean(pred == ref)),
-    "f1": lambda pred, ref: float(f1_score(ref, pred)),  # the positive class is label 1 (paraphrase, duplicate)
-    "matthews_correlation": lambda pred, ref: float(matthews_corrcoef(ref, pred)),
-    "pearson": lambda pred, ref: _correlation(pearsonr, pred, ref),
-    "spearmanr": lambda pred, ref: _correlation(spearmanr, pred, ref),
-}
-
-
-def glue_metrics(task: GlueTask, predictions, references) -> dict[str, float]:
-    """The task's GLUE metrics plus `combined_score`, their mean. Predictions are label ids (or scores for STS-B).
-    An undefined metric is NaN, and so is the combined score then."""
-    predictions, references = np.asarray(predictions), np.asarray(references)
-    scores = {name: METRIC_FUNCTIONS[name](predictions, references) for name in task.metrics}
-    scores["combined_score"] = float(np.mean(list(scores.values())))
-    return scores
-
-
-def undefined_metrics(task: GlueTask, metrics: dict) -> dict[str, str]:
-    """metric key -> why it has no value, for the dev metrics of `metrics` that are NaN."""
-    undefined = {}
-    for split in task.dev_splits:
-        for name in (*task.metrics, "combined_score"):
-            value = metrics.get(f"{split.key}_{name}")
-            if isinstance(value, float) and math.isnan(value):
-                undefined[f"{split.key}_{name}"] = (UNDEFINED_CORRELATION if name in ("pearson", "spearmanr")
-                                                    else "undefined: the mean of metrics that include an undefined one")
-    return undefined
+logger = logging.getLogger("run_glue")  # run_glue.py's log
 
 
 def mean_loss(task: GlueTask, logits, label_ids) -> float:
@@ -210,30 +65,6 @@ def mean_loss(task: GlueTask, logits, label_ids) -> float:
     if task.is_regression:
         return float(F.mse_loss(logits.reshape(-1), labels.double().reshape(-1)))
     return float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.long().reshape(-1)))
-
-
-def logits_to_predictions(task: GlueTask, logits) -> np.ndarray:
-    logits = np.asarray(logits[0] if isinstance(logits, tuple) else logits)  # some models return extra outputs
-    return logits.reshape(-1) if task.is_regression else logits.argmax(axis=-1)
-
-
-def metrics_function(task: GlueTask):
-    """A `compute_metrics` for the Trainer."""
-
-    def compute_metrics(eval_prediction) -> dict[str, float]:
-        return glue_metrics(task, logits_to_predictions(task, eval_prediction.predictions), eval_prediction.label_ids)
-
-    return compute_metrics
-
-
-def combined_score(task: GlueTask, metrics: dict) -> float | None:
-    """The task's single number: the dev combined score, for MNLI averaged over matched and mismatched; None when
-    there is none or when it is undefined."""
-    scores = [metrics[f"{split.key}_combined_score"] for split in task.dev_splits
-              if f"{split.key}_combined_score" in metrics]
-    if not scores or not all(math.isfinite(score) for score in scores):
-        return None
-    return float(np.mean(scores))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -433,16 +264,16 @@ def find_task_folder(glue_dir: str, task: GlueTask) -> str:
     """<glue_dir>/<TASK>, matching the folder name loosely (sst2, SST-2, sst-2)."""
     require(os.path.isdir(glue_dir), f"--glue_dir {glue_dir} is not a folder")
     for entry in sorted(os.listdir(glue_dir)):
-        if _normalized(entry) == _normalized(task.folder) and os.path.isdir(os.path.join(glue_dir, entry)):
+        if normalized_name(entry) == normalized_name(task.folder) and os.path.isdir(os.path.join(glue_dir, entry)):
             return os.path.join(glue_dir, entry)
     raise UsageError(f"--glue_dir {glue_dir} has no folder for task {task.name} (expected {task.folder}/)")
 
 
 def find_diagnostic_file(glue_dir: str) -> str | None:
-    entries = {_normalized(e): e for e in os.listdir(glue_dir)}
+    entries = {normalized_name(e): e for e in os.listdir(glue_dir)}
     for folder, name in DIAGNOSTIC_PATHS:
-        if _normalized(folder) in entries:
-            path = os.path.join(glue_dir, entries[_normalized(folder)], name)
+        if normalized_name(folder) in entries:
+            path = os.path.join(glue_dir, entries[normalized_name(folder)], name)
             if os.path.isfile(path):
                 return path
     return None
@@ -640,14 +471,17 @@ def load_tokenizer_and_model(model_path: str, task: GlueTask, tokenizer_name: st
     if config.pad_token_id is None:  # the classifier finds each sequence's last token by this id
         config.pad_token_id = tokenizer.pad_token_id
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            model_path, config=config, ignore_mismatched_sizes=ignore_mismatched_sizes)
+        model, loading_info = AutoModelForSequenceClassification.from_pretrained(
+            model_path, config=config, ignore_mismatched_sizes=ignore_mismatched_sizes, output_loading_info=True)
     except SafetensorError as err:
         raise UsageError(f"cannot load {model_path}: its weights file is damaged or cut short "
                          f"({' '.join(str(err).split())})") from err
     except (OSError, ValueError, RuntimeError) as err:
         raise UsageError(f"cannot load {model_path} for sequence classification: "
                          f"{' '.join(str(err).split())}") from err
+    note = new_weights_note(loading_info, within=f"{model.base_model_prefix}.")
+    if note:  # the classification head is new by design; new weights in the body are worth a warning
+        logger.warning("%s: %s", model_path, note)
     return tokenizer, model
 
 

@@ -24,6 +24,7 @@ from transformers import set_seed
 from .args import prepare_output_dir
 from .cache import default_cache_dir
 from .callbacks import DivergenceGuard, ThroughputCallback
+from .logs import new_weights_note, quiet_library_logs
 from .flops import device_peak_flops, flops_per_token, precision_of
 from .errors import UsageError, require
 from .presets import load_config, max_positions, preset_name
@@ -74,6 +75,7 @@ def start_run(training_args, data_args) -> Run:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
                         level=logging.INFO if training_args.should_log else logging.WARNING, stream=sys.stdout)
     transformers.utils.logging.set_verbosity(logging.WARNING)
+    quiet_library_logs()
     resume_from = prepare_output_dir(training_args)
     if training_args.overwrite_output_dir and training_args.do_train:
         remove_checkpoints(training_args.output_dir)  # a stale checkpoint-N would be "resumed" by the next run
@@ -177,13 +179,18 @@ def build_model(model_args, config, tokenizer, auto_class):
     """A checkpoint to continue from, or a fresh model (its vocabulary already fitted by build_tokenizer)."""
     if model_args.model_name_or_path and preset_name(model_args.model_name_or_path) is None:
         try:
-            return auto_class.from_pretrained(model_args.model_name_or_path, config=config)
+            model, loading_info = auto_class.from_pretrained(model_args.model_name_or_path, config=config,
+                                                             output_loading_info=True)
         except SafetensorError as err:
             raise UsageError(f"--model_name_or_path {model_args.model_name_or_path}: its weights file is damaged or "
                              f"cut short ({str(err).splitlines()[0][:200]})") from err
         except (OSError, ValueError) as err:
             raise UsageError(f"--model_name_or_path {model_args.model_name_or_path}: cannot load a checkpoint "
                              f"({str(err).splitlines()[0][:200]})") from err
+        note = new_weights_note(loading_info)
+        if note:
+            logger.warning("--model_name_or_path %s: %s", model_args.model_name_or_path, note)
+        return model
     for attr in ("pad_token_id", "bos_token_id", "eos_token_id"):
         value = getattr(tokenizer, attr, None)
         if value is not None and hasattr(config, attr):

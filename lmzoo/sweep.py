@@ -41,6 +41,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from . import glue_tasks
 from .errors import UsageError, require, run_main
 from .records import (FINISHED_STATUSES, RECORD_NAME, RecordError, batch_fields, glue_failure_record, load_record,
                       write_record)
@@ -112,16 +113,14 @@ def parse_numbers(text: str, name: str, kind, positive: bool = True) -> tuple:
 
 
 def parse_tasks(text: str) -> tuple:
-    from . import glue  # here, not at the top: it loads transformers' Trainer (seconds), which --help does not need
-
     names = split_list(text)
     require(bool(names), "TASKS is empty")
     tasks = []
     for name in names:
         try:
-            tasks.append(glue.get_task(name).name)
+            tasks.append(glue_tasks.get_task(name).name)
         except UsageError:
-            raise UsageError(f"TASKS: unknown task '{name}'; valid tasks: {', '.join(glue.TASKS)}") from None
+            raise UsageError(f"TASKS: unknown task '{name}'; valid tasks: {', '.join(glue_tasks.TASKS)}") from None
     return tuple(dict.fromkeys(tasks))
 
 
@@ -137,10 +136,8 @@ def is_true(text: str | None) -> bool:
 
 def default_glue_dir() -> str | None:
     """$LMZOO_GLUE_DIR (run_glue.py's default), else the shared data folder's glue/, else none (the Hub)."""
-    from . import glue
-
-    if os.environ.get(glue.GLUE_DIR_ENV):
-        return os.environ[glue.GLUE_DIR_ENV]
+    if os.environ.get(glue_tasks.GLUE_DIR_ENV):
+        return os.environ[glue_tasks.GLUE_DIR_ENV]
     data_dir = os.environ.get("LMZOO_DATA_DIR")
     if data_dir and os.path.isdir(os.path.join(data_dir, "glue")):
         return os.path.join(data_dir, "glue")
@@ -264,7 +261,7 @@ def check_task_data(settings: Settings, tasks) -> None:
     from . import glue
 
     for task in dict.fromkeys(tasks):
-        glue.load_glue_data(glue.TASKS[task], glue_dir=settings.glue_dir, train=True, dev=True, test=False)
+        glue.load_glue_data(glue_tasks.TASKS[task], glue_dir=settings.glue_dir, train=True, dev=True, test=False)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -290,11 +287,11 @@ class GridPoint:
 
 def missing_data(glue_dir: str | None, task_name: str) -> str | None:
     """Why the task cannot run from glue_dir (a missing folder or file), or None when its train and dev files exist."""
-    from . import glue
+    from . import glue  # here, not at the top: it loads transformers' Trainer (seconds), which --help does not need
 
     if glue_dir is None:
         return None  # run_glue.py reads the Hub, and says so clearly when it is offline
-    task = glue.TASKS[task_name]
+    task = glue_tasks.TASKS[task_name]
     try:
         folder = glue.find_task_folder(glue_dir, task)
     except UsageError:

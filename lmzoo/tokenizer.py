@@ -15,6 +15,7 @@ from transformers import AutoTokenizer, BertTokenizer, GPT2Tokenizer, PreTrained
 
 from .cache import build_once
 from .errors import UsageError
+from .logs import is_terminal
 
 T5_SENTINELS = 100
 TRAIN_BATCH_DOCS = 1000
@@ -76,12 +77,14 @@ def train_tokenizer(model_type: str, dataset, text_column: str, vocab_size: int)
 
     family = tokenizer_family(model_type)
     texts = _batches(dataset, text_column)
+    show_progress = is_terminal()  # in a log file its bar is lines of cursor codes (lmzoo.logs)
     if family == "wordpiece":
         specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
         tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
         tok.normalizer = normalizers.BertNormalizer(lowercase=True)
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials),
+        tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                                                  show_progress=show_progress),
                                 length=len(dataset))
         return BertTokenizer(vocab=tok.get_vocab(), do_lower_case=True)
     if family == "byte-bpe":
@@ -89,7 +92,7 @@ def train_tokenizer(model_type: str, dataset, text_column: str, vocab_size: int)
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
-                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=show_progress)
         tok.train_from_iterator(texts, trainer, length=len(dataset))
         model = json.loads(tok.to_str())["model"]
         merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
@@ -105,7 +108,8 @@ def train_tokenizer(model_type: str, dataset, text_column: str, vocab_size: int)
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
     tok.train_from_iterator(texts, trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=specials,
-                                                           unk_token="<unk>"), length=len(dataset))
+                                                           unk_token="<unk>", show_progress=show_progress),
+                            length=len(dataset))
     from tokenizers.processors import TemplateProcessing
 
     tok.post_processor = TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 1)])

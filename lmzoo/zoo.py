@@ -22,6 +22,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
+from .glue_tasks import TASKS
 from .errors import require, run_main
 from .records import GLUE_GRID_FIELDS, RECORD_NAME, RecordError, atomic_write_json, atomic_write_text, load_record
 
@@ -32,14 +33,6 @@ METRIC_LABELS = {"matthews_correlation": "MCC", "accuracy": "acc", "f1": "F1", "
 SPLIT_LABELS = {"eval": "m", "eval_mm": "mm"}  # MNLI's matched and mismatched dev sets
 DASH = "-"
 UNDEFINED = "undefined"
-
-
-def glue_tasks() -> dict:
-    """lmzoo.glue's task table, imported on first use: lmzoo.glue loads transformers' Trainer (seconds), which
-    `--help`, argument checks and the sweep's bookkeeping do not need."""
-    from . import glue
-
-    return glue.TASKS
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -218,7 +211,7 @@ def score_cell(cell: GridCell | None, undefined: bool = False) -> str:
     """The winner's numbers; "undefined" when no grid point has a score but some completed without one."""
     if cell is None:
         return UNDEFINED if undefined else DASH
-    return "/".join(percent(cell.metric(key)) for key, _ in cell_metric_keys(glue_tasks()[cell.task]))
+    return "/".join(percent(cell.metric(key)) for key, _ in cell_metric_keys(TASKS[cell.task]))
 
 
 def grid_point_text(cell: GridCell | None) -> str:
@@ -286,7 +279,7 @@ def average_cell(model: str, best: dict[tuple, GridCell]) -> str:
 
 
 def glue_score_table(models: list[str], best: dict[tuple, GridCell], cells: dict[tuple, GridCell] | None = None) -> str:
-    header = ["Model"] + [column_header(glue_tasks()[t]) for t in GLUE_TABLE_TASKS] + ["average"]
+    header = ["Model"] + [column_header(TASKS[t]) for t in GLUE_TABLE_TASKS] + ["average"]
     rows = [[model] + [score_cell(best.get((model, t)), undefined_only(cells, model, t)) for t in GLUE_TABLE_TASKS]
             + [average_cell(model, best)] for model in models]
     return markdown_table(header, rows)
@@ -318,7 +311,7 @@ def model_origins(models: list[str], pretrained: list[dict]) -> str:
 
 
 def glue_winner_table(models: list[str], best: dict[tuple, GridCell]) -> str:
-    header = ["Model"] + [glue_tasks()[t].folder for t in GLUE_TABLE_TASKS]
+    header = ["Model"] + [TASKS[t].folder for t in GLUE_TABLE_TASKS]
     rows = [[model] + [grid_point_text(best.get((model, t))) for t in GLUE_TABLE_TASKS] for model in models]
     return markdown_table(header, rows)
 
@@ -643,7 +636,7 @@ def plot_heatmap(model: str, task: str, cells: dict[tuple, GridCell], path: str)
         image = heatmap_panel(ax, by_point, batch_sizes, rates, epochs, low, high)
     axes[0][0].set_ylabel("batch size")
     figure.colorbar(image, ax=axes[0].tolist(), label="dev score x100")
-    figure.suptitle(f"{model} on {glue_tasks()[task].folder}: dev score over the grid", fontsize=10, y=1.03)
+    figure.suptitle(f"{model} on {TASKS[task].folder}: dev score over the grid", fontsize=10, y=1.03)
     save_figure(figure, path)
     plt.close(figure)
 
@@ -679,7 +672,7 @@ def draw_figures(records: list[dict], cells: dict[tuple, GridCell], figures_dir:
             if any((c.model, c.task) == (model, task) for c in cells.values()):
                 path = os.path.join(figures_dir, f"glue_{file_safe(model)}_{task}.png")
                 plot_heatmap(model, task, cells, path)
-                heatmaps[f"{model} {glue_tasks()[task].folder}"] = path
+                heatmaps[f"{model} {TASKS[task].folder}"] = path
     return {"Pretraining loss curves": loss_curves, "GLUE dev score over the grid": heatmaps}
 
 

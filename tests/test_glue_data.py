@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from lmzoo import glue
+from lmzoo import glue, glue_tasks
 from lmzoo.errors import UsageError
 
-TASKS = glue.TASKS
+TASKS = glue_tasks.TASKS
 
 # (task, train rows, dev rows, test rows) as listed in the shared data README.
 ROW_COUNTS = [
@@ -78,7 +78,7 @@ def test_sst2_dev_without_index_column_is_numbered(glue_dir):
 
 
 def test_glue_dir_from_the_environment(glue_dir, monkeypatch):
-    monkeypatch.setenv(glue.GLUE_DIR_ENV, glue_dir)
+    monkeypatch.setenv(glue_tasks.GLUE_DIR_ENV, glue_dir)
     data = glue.load_glue_data(TASKS["wnli"], train=False, dev=True)
     assert len(data.dev["eval"]) == 71
 
@@ -221,7 +221,7 @@ def test_headerless_file_too_narrow_for_cola(tmp_path):
 
 
 def test_the_hub_offline_points_to_glue_dir(monkeypatch):
-    monkeypatch.delenv(glue.GLUE_DIR_ENV, raising=False)
+    monkeypatch.delenv(glue_tasks.GLUE_DIR_ENV, raising=False)
     with pytest.raises(UsageError, match=r"offline.*--glue_dir DIR"):
         glue.load_glue_data(TASKS["rte"], train=True, dev=True)
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import run_glue
-from lmzoo import glue
+from lmzoo import glue, glue_tasks
 from lmzoo.args import LmzooTrainingArguments
 from lmzoo.errors import run_main
 from lmzoo.records import read_json
@@ -82,7 +82,7 @@ def test_bad_arguments_fail_in_one_line(glue_dir, tmp_path, capsys, extra, culpr
 
 
 def test_task_alone_offline_asks_for_glue_dir(tmp_path, capsys, monkeypatch):
-    monkeypatch.delenv(glue.GLUE_DIR_ENV, raising=False)
+    monkeypatch.delenv(glue_tasks.GLUE_DIR_ENV, raising=False)
     argv = ["--model_name_or_path", "minilm", "--task_name", "rte", "--output_dir", str(tmp_path), "--do_eval"]
     status, err = run_in_process(argv, capsys)
     assert (status, len(err)) == (2, 1)
@@ -150,19 +150,19 @@ def test_record_has_what_the_sweep_reads(tiny_rte_run):
 
 
 def test_dev_predictions_are_in_file_order(tiny_rte_run, glue_dir):
-    dev = glue.load_glue_data(glue.TASKS["rte"], glue_dir=glue_dir, train=False, dev=True).dev["eval"]
+    dev = glue.load_glue_data(glue_tasks.TASKS["rte"], glue_dir=glue_dir, train=False, dev=True).dev["eval"]
     lines = (tiny_rte_run / "dev_predictions.tsv").read_text().splitlines()
     assert lines[0] == "index\tprediction\tlabel"
     rows = [line.split("\t") for line in lines[1:]]
     assert [row[0] for row in rows] == dev["index"][:64]
     # The labels went through the Trainer in length order and were put back: they match the file row by row.
-    assert [row[2] for row in rows] == [glue.TASKS["rte"].labels[i] for i in dev["label"][:64]]
+    assert [row[2] for row in rows] == [glue_tasks.TASKS["rte"].labels[i] for i in dev["label"][:64]]
     accuracy = sum(row[1] == row[2] for row in rows) / 64
     assert accuracy == pytest.approx(read_json(tiny_rte_run / "all_results.json")["eval_accuracy"])
 
 
 def test_leaderboard_file_passes_the_format_check(tiny_rte_run, glue_dir):
-    test = glue.load_glue_data(glue.TASKS["rte"], glue_dir=glue_dir, train=False, dev=False, test=True).test["RTE"]
+    test = glue.load_glue_data(glue_tasks.TASKS["rte"], glue_dir=glue_dir, train=False, dev=False, test=True).test["RTE"]
     glue.check_submission_file(str(tiny_rte_run / "RTE.tsv"), "rte", 48, indices=test["index"][:48])
 
 
@@ -171,7 +171,7 @@ def test_whole_test_set_predicted_without_training(glue_dir, tmp_path):
     argv = ["--model_name_or_path", "minilm", "--task_name", "wnli", "--glue_dir", glue_dir, "--output_dir",
             str(tmp_path), "--do_predict", "--per_device_eval_batch_size", "64", "--max_seq_length", "64"]
     run_main(run_glue.main)(argv)
-    test = glue.load_glue_data(glue.TASKS["wnli"], glue_dir=glue_dir, train=False, dev=False, test=True).test["WNLI"]
+    test = glue.load_glue_data(glue_tasks.TASKS["wnli"], glue_dir=glue_dir, train=False, dev=False, test=True).test["WNLI"]
     glue.check_submission_file(str(tmp_path / "WNLI.tsv"), "wnli", 146, indices=test["index"])
     assert not (tmp_path / "model.safetensors").exists()
 
@@ -181,7 +181,7 @@ def test_length_order_with_dynamic_padding_gives_the_logits_of_padding_to_max(gl
     back in file order, the logits of batches padded to 128 predicted in file order."""
     import numpy as np
 
-    task = glue.TASKS["rte"]
+    task = glue_tasks.TASKS["rte"]
     dev = glue.load_glue_data(task, glue_dir=glue_dir, train=False, dev=True).dev["eval"].select(range(40))
     tokenizer, model = glue.load_tokenizer_and_model(glue.resolve_model_path("minilm"), task)
     args = LmzooTrainingArguments(output_dir=str(tmp_path), per_device_eval_batch_size=8, report_to="none")
