@@ -25,9 +25,10 @@ import transformers
 from lmzoo import glue_tasks
 from lmzoo.args import LmzooTrainingArguments, parse_args, prepare_output_dir
 from lmzoo.callbacks import DivergenceGuard
-from lmzoo.errors import require, run_main
+from lmzoo.checkpoints import out_of_space_is_one_line, save_final_model
+from lmzoo.errors import EXIT_DIVERGED, require, run_main
 from lmzoo.logs import quiet_library_logs
-from lmzoo.records import batch_fields_of, share_like_umask, write_run_results
+from lmzoo.records import batch_fields_of, write_run_results
 from lmzoo.sampling import describe_train_order
 
 logger = logging.getLogger("run_glue")
@@ -140,14 +141,13 @@ def main(argv=None):
                                  data_args.pad_to_max_length, guard=guard)
     metrics = {}
     if training_args.do_train:
-        result = trainer.train(resume_from_checkpoint=resume_from)
+        with out_of_space_is_one_line(trainer, "a checkpoint"):
+            result = trainer.train(resume_from_checkpoint=resume_from)
         metrics.update(result.metrics, train_samples=len(train_set))
         trainer.log_metrics("train", result.metrics)
         trainer.save_state()
         if model_args.save_model and guard.diverged_at_step is None:
-            trainer.save_model()  # the tokenizer too
-            if trainer.is_world_process_zero():
-                share_like_umask(training_args.output_dir)
+            save_final_model(trainer)  # the tokenizer too; sealed
     diverged = guard.diverged_at_step is not None  # a NaN model has nothing to evaluate or predict
     if training_args.do_eval and not diverged:
         for key, dev_set in dev_sets.items():
@@ -172,7 +172,7 @@ def main(argv=None):
     if trainer.is_world_process_zero():
         write_run_results(training_args.output_dir, metrics, record)
     if diverged:
-        raise SystemExit(3)  # as the pretraining scripts do; the sweep then records the point as diverged
+        raise SystemExit(EXIT_DIVERGED)  # as the pretraining scripts do; the sweep then records the point as diverged
     logger.info("%s combined score: %s", task.name,
                 "undefined" if record["combined_score"] is None and record["undefined_metrics"]
                 else record["combined_score"])

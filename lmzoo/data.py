@@ -36,6 +36,7 @@ import numpy as np
 
 from .cache import build_once
 from .args import DataArguments
+from .diskspace import out_of_space_in, require_free_space, tokenized_build_bytes
 from .errors import UsageError, require
 from .logs import quiet_progress_bars
 
@@ -499,17 +500,23 @@ def load_tokenized(args: DataArguments, cache_root: str, raw, tokenizer, layout:
     folder = tokenized_cache_dir(args, cache_root, raw, tokenizer, layout, kind)
 
     def build(tmp):
+        text_bytes = sum(split.data.nbytes for split in raw.values())
+        require_free_space(tmp, tokenized_build_bytes(text_bytes), f"the tokenized cache of {text_bytes:,} bytes "
+                           "of text", advice="free space, or give --cache_dir on a larger disk")
         scratch = os.path.join(tmp, "_map")
         os.makedirs(scratch)
         names = {split: os.path.join(scratch, f"{split}.arrow") for split in raw}
-        tokenized = tokenize_corpus(raw, tokenizer, layout, args.line_by_line, args.preprocessing_num_workers, names,
-                                    args.packing)
+        with out_of_space_in(folder, "the tokenized cache (the partial build was removed)",
+                             advice="free space, or give --cache_dir on a larger disk"):
+            tokenized = tokenize_corpus(raw, tokenizer, layout, args.line_by_line, args.preprocessing_num_workers,
+                                        names, args.packing)
         for split in ("train", "validation"):  # before anything is kept: an empty split cannot even be saved
             require(len(tokenized[split]) > 0, f"the {split} split ({describe_split_source(args, split)}) has fewer "
                                                f"tokens than one block of {layout.block_length}; use a smaller "
                                                "--max_seq_length/--block_size or more text")
-        with quiet_progress_bars():  # a sub-second step; the tokenizing bar above says how the build goes
-            tokenized.save_to_disk(os.path.join(tmp, "data"))
+        with quiet_progress_bars(), out_of_space_in(folder, "the tokenized cache (the partial build was removed)",
+                                                    advice="free space, or give --cache_dir on a larger disk"):
+            tokenized.save_to_disk(os.path.join(tmp, "data"))  # a sub-second step: no progress bar in log files
         shutil.rmtree(scratch)
 
     require(args.packing in ("blocks", "documents"), f"--packing must be blocks or documents, got {args.packing}")

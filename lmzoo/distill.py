@@ -31,6 +31,7 @@ from transformers import AutoModelForMaskedLM, TrainerCallback
 
 from .flops import flops_per_token
 from .args import DistillationArguments
+from .checkpoints import check_model_folder
 from .errors import UsageError, require
 from .presets import max_positions, preset_name
 from .tokenizer import load_tokenizer
@@ -54,6 +55,7 @@ class Teacher:
 
 def load_teacher(path: str, cache_dir: str | None = None) -> Teacher:
     """The frozen teacher and its tokenizer, or a one-line error naming the folder."""
+    check_model_folder(path, "--teacher_name_or_path")
     try:
         model = AutoModelForMaskedLM.from_pretrained(path, cache_dir=cache_dir)
     except (OSError, ValueError) as err:

@@ -46,6 +46,7 @@ from transformers import (
 )
 
 from .callbacks import DivergenceGuard
+from .checkpoints import check_model_folder
 from .errors import UsageError, require
 from .glue_tasks import (DIAGNOSTIC, DIAGNOSTIC_HUB_CONFIG, DIAGNOSTIC_PATHS, GLUE_DIR_ENV, HUB_DATASET, STSB_RANGE,
                          SUBMISSION_HEADER, GlueTask, get_task, logits_to_predictions, metrics_function,
@@ -457,6 +458,7 @@ def usable_max_seq_length(requested: int, tokenizer, config) -> int:
 def load_tokenizer_and_model(model_path: str, task: GlueTask, tokenizer_name: str | None = None,
                              ignore_mismatched_sizes: bool = False):
     """Tokenizer and a sequence-classification model with the task's head (new, or the checkpoint's)."""
+    check_model_folder(model_path, "--model_name_or_path")
     try:
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_name or model_path)
         config = AutoConfig.from_pretrained(model_path, num_labels=task.num_labels, finetuning_task=task.name)

@@ -23,12 +23,13 @@ from transformers import set_seed
 
 from .args import prepare_output_dir
 from .cache import default_cache_dir
+from .checkpoints import check_model_folder, out_of_space_is_one_line, save_final_model
 from .callbacks import DivergenceGuard, ThroughputCallback
 from .logs import new_weights_note, quiet_library_logs
 from .flops import device_peak_flops, flops_per_token, precision_of
-from .errors import UsageError, require
+from .errors import EXIT_DIVERGED, UsageError, require
 from .presets import load_config, max_positions, preset_name
-from .records import batch_fields_of, hardware, share_like_umask, write_run_results
+from .records import batch_fields_of, hardware, write_run_results
 from .tokenizer import check_fits_model, load_tokenizer, trained_tokenizer
 
 logger = logging.getLogger("lmzoo")
@@ -109,6 +110,8 @@ def remove_checkpoints(output_dir: str) -> None:
 
 
 def build_config(model_args, run: Run):
+    if model_args.model_name_or_path:  # before any long work: a damaged checkpoint folder is one line
+        check_model_folder(model_args.model_name_or_path, "--model_name_or_path")
     source = model_args.model_name_or_path if model_args.model_name_or_path and not model_args.config_name else None
     if source is not None and not os.path.isdir(source) and preset_name(source) is None:
         source = model_args.model_name_or_path  # a Hub checkpoint: its config comes from the Hub too
@@ -237,15 +240,14 @@ def finish_run(trainer, run: Run, *, script: str, model_args, data_args, config,
     metrics = {}
     status = "completed"
     if args.do_train:
-        result = trainer.train(resume_from_checkpoint=run.resume_from)
+        with out_of_space_is_one_line(trainer, "a checkpoint"):
+            result = trainer.train(resume_from_checkpoint=run.resume_from)
         metrics.update(result.metrics)
         if run.guard.diverged_at_step is not None:
             status = "diverged"
         else:
-            trainer.save_model()  # model + tokenizer (processing_class)
+            save_final_model(trainer)  # model + tokenizer (processing_class), sealed
             trainer.save_state()
-            if trainer.is_world_process_zero():
-                share_like_umask(args.output_dir)
     if args.do_eval and status == "completed":
         eval_metrics = trainer.evaluate()
         metrics.update(eval_metrics)
@@ -301,7 +303,7 @@ def finish_run(trainer, run: Run, *, script: str, model_args, data_args, config,
         print_summary(record, metrics, args.output_dir)
     end_distributed()
     if status == "diverged":
-        raise SystemExit(3)
+        raise SystemExit(EXIT_DIVERGED)
     return record
 
 

@@ -24,7 +24,8 @@ the model, the grid values, TASKS (empty or unknown), where the GLUE data is (no
 offline) and every train and dev file of the tasks to run (a bad label, a missing column, with file and line).
 
 Exit status: 0 every run completed (or had finished before); 1 some runs failed or diverged (listed at the end
-with their one-line reasons; the rest went on); 2 a usage error (nothing was run); 130 interrupted.
+with their one-line reasons; the rest went on); 2 a usage error (nothing was run); 4 a run found the disk full
+(the sweep stopped there: free space and rerun the same command); 130 interrupted.
 """
 
 import argparse
@@ -42,7 +43,7 @@ import time
 from dataclasses import dataclass
 
 from . import glue_tasks
-from .errors import UsageError, require, run_main
+from .errors import EXIT_OUT_OF_SPACE, UsageError, require, run_main
 from .records import (FINISHED_STATUSES, RECORD_NAME, RecordError, batch_fields, glue_failure_record, load_record,
                       write_record)
 from .zoo import build_zoo, file_safe, format_lr, format_number, model_label, record_status
@@ -411,6 +412,7 @@ class Runner:
         self.processes = set()
         self.lock = threading.Lock()
         self.stopping = threading.Event()
+        self.disk_full = threading.Event()  # every later run would fail the same way: start no more
 
     def run(self, point: GridPoint, device: str | None) -> bool | None:
         """True: completed; False: failed (and recorded); None: interrupted (left to be redone)."""
@@ -423,6 +425,8 @@ class Runner:
         exit_code = self._call(command, log, device)
         if self.stopping.is_set():
             return None
+        if exit_code == EXIT_OUT_OF_SPACE:
+            self.disk_full.set()
         written = read_record(folder)
         ok = exit_code == 0 and written is not None and record_status(written) == "completed"
         record = written if ok else failure_record(point, self.settings, exit_code, log, command,
@@ -492,7 +496,7 @@ def run_all(points: list[GridPoint], runner: Runner, devices: list) -> tuple[int
     print_lock = threading.Lock()
 
     def worker(device):
-        while not runner.stopping.is_set():
+        while not runner.stopping.is_set() and not runner.disk_full.is_set():
             try:
                 number, point = todo.get_nowait()
             except queue.Empty:
@@ -516,6 +520,8 @@ def run_all(points: list[GridPoint], runner: Runner, devices: list) -> tuple[int
     except KeyboardInterrupt:
         runner.stop_all()
         raise
+    if runner.disk_full.is_set():
+        print("sweep: a run found the disk full; no more runs were started", flush=True)
     return counts["completed"], counts["failed"]
 
 
@@ -569,15 +575,19 @@ def sweep(settings: Settings) -> int:
             for point in todo:
                 print(shlex.join([*settings.runner, *run_arguments(point, settings, point.folder(settings))]))
             return EXIT_OK
-        completed, failed = run_all(todo, Runner(settings), devices)
+        runner = Runner(settings)
+        completed, failed = run_all(todo, runner, devices)
     print(f"sweep: {completed} completed, {failed} failed, {len(points) - len(todo)} skipped as finished", flush=True)
-    build_zoo([settings.output_root], out_dir=os.path.join(settings.output_root, "zoo"))
-    print(f"sweep: tables and figures in {os.path.join(settings.output_root, 'zoo')}", flush=True)
+    if not runner.disk_full.is_set():  # on a full disk the tables could not be written either
+        build_zoo([settings.output_root], out_dir=os.path.join(settings.output_root, "zoo"))
+        print(f"sweep: tables and figures in {os.path.join(settings.output_root, 'zoo')}", flush=True)
     failures = [(p, record) for p in todo if (record := read_record(p.folder(settings))) is not None
                 and record_status(record) != "completed"]
     for point, record in failures:
         print(f"sweep: FAILED {point.task} {point.name} ({record_status(record)}): {record.get('reason')}",
               flush=True)
+    if runner.disk_full.is_set():
+        return EXIT_OUT_OF_SPACE
     return EXIT_RUNS_FAILED if failed else EXIT_OK
 
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from transformers import Trainer
 
 from .callbacks import DivergenceGuard
-from .checkpoints import CheckpointSeal
+from .checkpoints import CheckpointSeal, CheckpointSpaceCheck
 from .errors import UsageError
 
 # Where the prediction head starts, per model type (the module whose input is the final hidden states).
@@ -158,6 +158,7 @@ class GuardedTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.guard = next((c for c in self.callback_handler.callbacks if isinstance(c, DivergenceGuard)), None)
         self.add_callback(CheckpointSeal())  # a checkpoint cut short or damaged is never resumed
+        self.add_callback(CheckpointSpaceCheck(self.model))  # room for a checkpoint is checked before it is written
 
     def loss_is_a_batch_mean(self) -> None:
         """Say that the model's loss is a mean over its own batch, whatever its forward signature says.

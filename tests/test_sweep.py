@@ -35,6 +35,10 @@ if point in os.environ.get("FAKE_HANG", "").split():
 if point in os.environ.get("FAKE_FAIL", "").split():
     print("Traceback: a fake failure")
     sys.exit(3)
+if point in os.environ.get("FAKE_DISK_FULL", "").split():
+    print(f"run_glue.py: error: the disk holding {out} is full: writing a checkpoint failed (0 bytes free); "
+          "free space and rerun the same command", file=sys.stderr)
+    sys.exit(4)
 time.sleep(float(os.environ.get("FAKE_SLEEP", "0")))
 os.makedirs(os.path.join(out, "checkpoint-1"))
 for name in ("model.safetensors", "tokenizer.json", "dev_predictions.tsv"):
@@ -72,7 +76,7 @@ def fake(tmp_path, monkeypatch):
     env = {"SWEEP_RUNNER": f"{sys.executable} {runner}", "FAKE_CALLS": str(tmp_path / "calls.jsonl"),
            "GLUE_DIR": str(glue_dir), "OUTPUT_ROOT": str(tmp_path / "out"), "TASKS": "rte mrpc",
            "BATCH_SIZES": "16 32", "LEARNING_RATES": "5e-5 1e-4", "EPOCHS": "1", "SEEDS": "42"}
-    for name in ("KEEP_CHECKPOINTS", "MAX_TRAIN_SAMPLES", "MODEL_NAME", "FAKE_FAIL"):
+    for name in ("KEEP_CHECKPOINTS", "MAX_TRAIN_SAMPLES", "MODEL_NAME", "FAKE_FAIL", "FAKE_DISK_FULL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # no GPU, on any machine: one run at a time
     for name, value in env.items():
@@ -154,6 +158,22 @@ def test_a_failed_run_is_recorded_counted_and_redone_next_time(fake, monkeypatch
     monkeypatch.delenv("FAKE_FAIL")
     assert run_sweep(fake.model) == 0
     assert sorted(c["point"] for c in fake.calls()[8:]) == ["mrpc:16:5e-05", "rte:32:0.0001"]
+
+
+def test_a_full_disk_stops_the_sweep_with_its_own_exit_status_and_the_rerun_goes_on(fake, monkeypatch, capsys):
+    monkeypatch.setenv("FAKE_DISK_FULL", "rte:16:0.0001")  # the second point
+    assert run_sweep(fake.model) == sweep.EXIT_OUT_OF_SPACE == 4
+    assert [c["point"] for c in fake.calls()] == ["rte:16:5e-05", "rte:16:0.0001"]  # no run started after it
+    failed = fake.record("rte", "bs16_lr1e-4_ep1_seed42")
+    assert (failed["status"], failed["exit_code"]) == ("failed", 4)
+    assert failed["reason"].startswith("run_glue.py: error: the disk holding ") and " is full: " in failed["reason"]
+    out = capsys.readouterr().out
+    assert "sweep: a run found the disk full; no more runs were started" in out
+    assert not (fake.out / "zoo").exists()  # no tables written onto a full disk
+
+    monkeypatch.delenv("FAKE_DISK_FULL")  # space freed
+    assert run_sweep(fake.model) == 0
+    assert len(fake.calls()) == 2 + 7  # the first point had finished; the other seven ran
 
 
 def test_a_killed_sweep_resumes_with_only_what_is_missing(fake, repo_root):
