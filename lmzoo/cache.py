@@ -1,8 +1,9 @@
 """Build-once folders on disk: tokenized corpora and trained tokenizers.
 
 One process builds (the local main process under torchrun, and among several runs sharing the cache, whoever
-takes the file lock first); it builds into a temporary folder and renames it into place with a ready marker, so
-a kill never leaves a half-written cache that a later run would trust. Other processes wait by polling the file
+takes the file lock first); it builds into a temporary folder and renames it into place with a ready marker that
+lists every file's size, so a kill never leaves a half-written cache that a later run would trust, and a cache
+damaged afterwards (a file cut short or deleted) is found on its next use and built again. Other processes wait by polling the file
 system, not at a process-group barrier, so a long build never hits the distributed timeout.
 """
 
@@ -44,20 +45,27 @@ def file_lock(path: str):
 
 def build_once(folder: str, build, description: str, metadata: dict | None = None,
                poll_seconds: float = 2.0) -> str:
-    """Make sure `folder` holds a complete build made by `build(tmp_folder)`; return `folder`."""
-    if is_ready(folder):
+    """Make sure `folder` holds a complete build made by `build(tmp_folder)`; return `folder`. A build damaged since
+    it was made (a file cut short or missing) is rebuilt, with a one-line warning."""
+    if is_sound(folder):
         return folder
     if is_local_main_process():
         with file_lock(folder + ".lock"):
-            if not is_ready(folder):
+            if not is_sound(folder):
+                why = damage(folder) if is_ready(folder) else None
+                if why:
+                    print(f"[lmzoo] warning: {folder} is damaged ({why}); building it again", file=sys.stderr,
+                          flush=True)
+                    os.remove(os.path.join(folder, READY_MARKER))  # no other process may take it meanwhile
                 _remove_stale_temporaries(folder)
                 print(f"[lmzoo] building {description} in {folder}", file=sys.stderr, flush=True)
                 with atomic_directory(folder) as tmp:
                     build(tmp)
-                    atomic_write_json(os.path.join(tmp, READY_MARKER), {"description": description, **(metadata or {})})
+                    atomic_write_json(os.path.join(tmp, READY_MARKER),
+                                      {"description": description, **(metadata or {}), "files": file_sizes(tmp)})
         return folder
     waited, next_note = 0.0, 60.0
-    while not is_ready(folder):
+    while not is_sound(folder):
         time.sleep(poll_seconds)
         waited += poll_seconds
         if waited >= next_note:
@@ -65,6 +73,31 @@ def build_once(folder: str, build, description: str, metadata: dict | None = Non
                   file=sys.stderr, flush=True)
             next_note += 60.0
     return folder
+
+
+def file_sizes(folder: str) -> dict[str, int]:
+    """Relative path -> size of every file under `folder`: written into the ready marker, checked on each use."""
+    return {os.path.relpath(os.path.join(root, name), folder): os.path.getsize(os.path.join(root, name))
+            for root, _, names in os.walk(folder) for name in names if name != READY_MARKER}
+
+
+def damage(folder: str) -> str | None:
+    """Why a ready build can no longer be trusted, or None. (Builds made before sizes were recorded: None.)"""
+    try:
+        sizes = ready_metadata(folder).get("files")
+    except (OSError, ValueError):
+        return f"its {READY_MARKER} cannot be read"
+    for name, size in sorted((sizes or {}).items()):
+        path = os.path.join(folder, name)
+        if not os.path.isfile(path):
+            return f"{name} is missing"
+        if os.path.getsize(path) != size:
+            return f"{name} has {os.path.getsize(path):,} bytes, {size:,} when it was built"
+    return None
+
+
+def is_sound(folder: str) -> bool:
+    return is_ready(folder) and damage(folder) is None
 
 
 def ready_metadata(folder: str) -> dict:

@@ -122,3 +122,19 @@ def test_a_final_model_damaged_after_saving_is_refused_and_the_rerun_saves_it_ag
     from transformers import AutoModelForCausalLM
 
     AutoModelForCausalLM.from_pretrained(out)
+
+
+def test_a_tokenized_cache_cut_short_is_built_again_and_gives_the_same_run(cli, data_dir, tmp_path):
+    cache = tmp_path / "cache"
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert cli("run_clm.py", *clm_args(tmp_path, data_dir, first, "--cache_dir", cache))[0] == 0
+    (arrow,) = (cache / "tokenized").glob("clm-*/data/train/*.arrow")
+    size = arrow.stat().st_size
+    with open(arrow, "r+b") as f:
+        f.truncate(size // 3)
+    code, _, err = cli("run_clm.py", *clm_args(tmp_path, data_dir, second, "--cache_dir", cache))
+    assert code == 0, err
+    assert (f"is damaged (data/train/{arrow.name} has {size // 3:,} bytes, {size:,} when it was built); building it "
+            "again") in err
+    assert arrow.stat().st_size == size
+    assert results(second)["eval_loss"] == results(first)["eval_loss"]

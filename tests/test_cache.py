@@ -55,3 +55,26 @@ def test_non_main_ranks_poll_for_the_ready_marker(tmp_path, monkeypatch):
                poll_seconds=0.1)
     builder.join(30)
     assert is_ready(folder) and time.time() - start < 30
+
+
+def test_a_build_damaged_after_it_was_made_is_built_again_with_a_warning(tmp_path, capsys):
+    folder = str(tmp_path / "tokenized")
+    builds = []
+
+    def build(tmp):
+        builds.append(tmp)
+        os.makedirs(os.path.join(tmp, "data"))
+        with open(os.path.join(tmp, "data", "train.arrow"), "wb") as f:
+            f.write(b"x" * 1000)
+
+    build_once(folder, build, "blocks")
+    build_once(folder, build, "blocks")
+    assert len(builds) == 1  # sound: reused
+    with open(os.path.join(folder, "data", "train.arrow"), "r+b") as f:
+        f.truncate(400)  # a copy cut short
+    capsys.readouterr()
+    build_once(folder, build, "blocks")
+    assert len(builds) == 2
+    assert (f"[lmzoo] warning: {folder} is damaged (data/train.arrow has 400 bytes, 1,000 when it was built); "
+            "building it again") in capsys.readouterr().err
+    assert os.path.getsize(os.path.join(folder, "data", "train.arrow")) == 1000
