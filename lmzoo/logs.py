@@ -5,11 +5,10 @@ checkpoint's keys differ from the model's (every GLUE run: the classifier head i
 "`loss_type=None` was set in the config" notice on the first loss of most models. Neither asks anything of the
 user, so both are kept out of the default log (`LMZOO_DEBUG=1` shows them); what the load report means for the run
 is said in our own words where the model is loaded. In a log file (stderr not a terminal), the progress bars of
-sub-second library steps (loading weights, writing shards, saving a dataset, training a tokenizer) would each
+sub-second library steps (loading weights, writing shards, training a tokenizer) would each
 leave a line of carriage returns and cursor codes: they are turned off there, and the training bar stays.
 """
 
-import contextlib
 import logging
 import sys
 
@@ -38,21 +37,6 @@ def quiet_library_logs() -> None:
         import transformers
 
         transformers.utils.logging.disable_progress_bar()
-
-
-@contextlib.contextmanager
-def quiet_progress_bars():
-    """No datasets progress bars inside, when the log is a file."""
-    import datasets
-
-    was_enabled = datasets.is_progress_bar_enabled()
-    if was_enabled and not is_terminal():
-        datasets.disable_progress_bars()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            datasets.enable_progress_bars()
 
 
 def new_weights_note(loading_info: dict, within: str = "") -> str | None:

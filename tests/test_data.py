@@ -172,3 +172,37 @@ def test_tokenization_uses_every_core_it_may_not_a_fixed_cap(tmp_path, monkeypat
     (tmp_path / "v1" / "cpu" / "cpu.cfs_quota_us").write_text("400000\n")
     (tmp_path / "v1" / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
     assert data.available_cpus(str(tmp_path / "v1")) == 4
+
+
+class WordIds:
+    """A stand-in tokenizer whose ids are given per word: to reach ids past uint16 without a 70k vocabulary file."""
+
+    def __init__(self, vocab_size, ids):
+        self.vocab_size, self.ids = vocab_size, ids
+
+    def __len__(self):
+        return self.vocab_size
+
+    def __call__(self, texts, add_special_tokens=False):
+        return {"input_ids": [[self.ids[word] for word in text.split()] for text in texts]}
+
+
+@pytest.mark.parametrize("vocab_size, stored", [(30_522, "uint16"), (65_536, "uint16"), (250_112, "int32")])
+def test_token_ids_are_stored_narrow_and_read_back_unchanged(tmp_path, vocab_size, stored):
+    from datasets import Dataset, DatasetDict
+
+    from lmzoo.data import read_tokenized, tokenize_corpus
+
+    highest = vocab_size - 1  # the largest id the vocabulary has: it must survive the narrow storage
+    tokenizer = WordIds(vocab_size, {"a": 0, "b": 1, "c": highest})
+    texts = ["a b c c", "c a", "b b b a c"]
+    raw = DatasetDict({split: Dataset.from_dict({"text": texts}) for split in ("train", "validation")})
+    layout = BlockLayout(block_length=4, prefix_ids=(), suffix_ids=(), separator_id=1)
+    names = {split: str(tmp_path / split / f"{split}.arrow") for split in raw}
+    tokenized = tokenize_corpus(raw, tokenizer, layout, num_workers=1, cache_file_names=names)
+    assert tokenized["train"].features["input_ids"].feature.dtype == stored
+    expected = pack_token_lists(tokenizer(texts)["input_ids"], layout).tolist()
+    assert expected[0][2] == highest and tokenized["train"]["input_ids"] == expected
+
+    (tmp_path / "shards.json").write_text(json.dumps({"train": ["train/train.arrow"]}))
+    assert read_tokenized(str(tmp_path))["train"]["input_ids"] == expected  # what training reads: Python ints
