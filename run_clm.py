@@ -56,6 +56,8 @@ def main():
     raw = load_raw_corpus(data_args, run.hub_cache)
     tokenizer = build_tokenizer(model_args, config, raw, run)
     data = load_tokenized(data_args, run.cache_root, raw, tokenizer, causal_layout(tokenizer, block), "clm")
+    if data_args.prepare_only:
+        return  # the tokenizer and the blocks are cached: train with the same flags (--require_cache)
     # The model and Trainer code load here, after the arguments are checked: --help and flag errors answer at once.
     from transformers import AutoModelForCausalLM
 

@@ -61,6 +61,8 @@ def main():
     if teacher is not None:
         check_student_fits_teacher(teacher, model_args, config, tokenizer, block)  # before any long work
     data = load_tokenized(data_args, run.cache_root, raw, tokenizer, mlm_layout(tokenizer, block), "mlm")
+    if data_args.prepare_only:
+        return  # the tokenizer and the blocks are cached: train with the same flags (--require_cache)
     model = build_model(model_args, config, tokenizer, AutoModelForMaskedLM)
     if distill_args.init_student_from_teacher:
         init_student_from_teacher(model, teacher.model)

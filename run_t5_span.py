@@ -60,6 +60,8 @@ def main():
     tokenizer = build_tokenizer(model_args, config, raw, run)
     layout = BlockLayout(raw_length, separator_id=tokenizer.eos_token_id)  # raw blocks; the collator adds EOS
     data = load_tokenized(data_args, run.cache_root, raw, tokenizer, layout, "t5span")
+    if data_args.prepare_only:
+        return  # the tokenizer and the blocks are cached: train with the same flags (--require_cache)
     # The model and Trainer code load here, after the arguments are checked: --help and flag errors answer at once.
     from transformers import AutoModelForSeq2SeqLM
 

@@ -384,12 +384,20 @@ class DataArguments:
     cache_dir: str | None = field(default=None, metadata={
         "help": "Root for lmzoo's caches (tokenized data, trained tokenizers, compile cache, Hub downloads); "
                 "default $LMZOO_CACHE_DIR or ~/.cache/lmzoo."})
+    prepare_only: bool = field(default=False, metadata={
+        "help": "Build the tokenizer and the tokenized cache, then stop (no model, no --output_dir): run it once, "
+                "then train with the same flags on every node."})
+    require_cache: bool = field(default=False, metadata={
+        "help": "Use the tokenizer and tokenized cache a --prepare_only run built, read-only; stop with one line if "
+                "they are missing instead of building them (multi-node jobs)."})
 
     def __post_init__(self):
         for flag in ("max_train_samples", "max_eval_samples", "max_seq_length", "preprocessing_num_workers"):
             value = getattr(self, flag)
             # --max_eval_samples 0 would "evaluate" nothing and publish loss 0 / perplexity 1
             require(value is None or value > 0, f"--{flag} must be a positive integer, got {value}")
+        require(not (self.prepare_only and self.require_cache),
+                "--prepare_only builds the caches that --require_cache refuses to build: give one of them")
 
     def has_source(self) -> bool:
         return bool(self.dataset_name or self.dataset_dir or self.train_file)

@@ -15,6 +15,7 @@ import shutil
 import sys
 import time
 
+from .errors import UsageError
 from .records import atomic_directory, atomic_write_json, read_json
 
 READY_MARKER = "lmzoo_ready.json"
@@ -44,11 +45,16 @@ def file_lock(path: str):
 
 
 def build_once(folder: str, build, description: str, metadata: dict | None = None,
-               poll_seconds: float = 2.0) -> str:
+               poll_seconds: float = 2.0, required: bool = False) -> str:
     """Make sure `folder` holds a complete build made by `build(tmp_folder)`; return `folder`. A build damaged since
-    it was made (a file cut short or missing) is rebuilt, with a one-line warning."""
+    it was made (a file cut short or missing) is rebuilt, with a one-line warning. `required`: never build; a
+    missing or damaged build is a one-line error (--require_cache)."""
     if is_sound(folder):
         return folder
+    if required:
+        why = f"is damaged ({damage(folder)})" if is_ready(folder) else "is not built"
+        raise UsageError(f"--require_cache: {description} {why} in {folder}; build it first with the same command "
+                         "and --prepare_only")
     if is_local_main_process():
         with file_lock(folder + ".lock"):
             if not is_sound(folder):

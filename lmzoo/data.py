@@ -28,7 +28,9 @@ import logging
 import lzma
 import os
 import re
+import resource
 import sys
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -509,6 +511,22 @@ def describe_split_source(args: DataArguments, split: str) -> str:
     return f"--train_file {args.train_file}" if args.train_file else (args.dataset_dir or args.dataset_name)
 
 
+def build_summary(raw, tokenized, text_bytes: int, seconds: float, data_dir: str) -> str:
+    """One line after a tokenized cache is built: what went in and came out, how fast, at what cost."""
+    import pyarrow.compute as pc
+
+    documents = sum(len(split) for split in raw.values())
+    blocks = sum(len(split) for split in tokenized.values())
+    tokens = sum(pc.sum(pc.list_value_length(split.data.column("input_ids"))).as_py() or 0
+                 for split in tokenized.values())
+    disk = sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(data_dir) for name in names)
+    peak_rss = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return (f"[lmzoo] tokenized {documents:,} documents ({text_bytes / 1e6:,.1f} MB of text) into {blocks:,} blocks, "
+            f"{tokens:,} tokens, in {seconds:,.1f} s ({text_bytes / 1e6 / max(seconds, 1e-9):,.2f} MB/s); peak RSS "
+            f"{peak_rss / 1024:,.0f} MiB (largest process); cache {disk / 1e6:,.1f} MB ({disk / max(text_bytes, 1):.2f}x "
+            "the text)")
+
+
 def load_tokenized(args: DataArguments, cache_root: str, raw, tokenizer, layout: BlockLayout, kind: str):
     """Tokenized blocks for train/validation, built once and reused; trimmed by --max_*_samples.
 
@@ -519,6 +537,7 @@ def load_tokenized(args: DataArguments, cache_root: str, raw, tokenizer, layout:
     advice = "free space, or give --cache_dir on a larger disk"
 
     def build(tmp):
+        started = time.time()
         text_bytes = sum(split.data.nbytes for split in raw.values())
         needed = tokenized_build_bytes(text_bytes, np.dtype(id_dtype(len(tokenizer))).itemsize)
         require_free_space(tmp, needed, f"the tokenized cache of {text_bytes:,} bytes of text", advice=advice)
@@ -536,9 +555,11 @@ def load_tokenized(args: DataArguments, cache_root: str, raw, tokenizer, layout:
         shards = {split: [os.path.relpath(f["filename"], data_dir) for f in dataset.cache_files]
                   for split, dataset in tokenized.items()}
         atomic_write_json(os.path.join(data_dir, SHARDS_FILE), shards)
+        print(build_summary(raw, tokenized, text_bytes, time.time() - started, data_dir), file=sys.stderr, flush=True)
 
     require(args.packing in ("blocks", "documents"), f"--packing must be blocks or documents, got {args.packing}")
-    build_once(folder, build, f"tokenized {kind} blocks of {layout.block_length} tokens ({args.packing} packing)")
+    build_once(folder, build, f"tokenized {kind} blocks of {layout.block_length} tokens ({args.packing} packing)",
+               required=args.require_cache)
     try:
         data = read_tokenized(os.path.join(folder, "data"))
     except Exception as err:  # datasets and pyarrow raise many types for a damaged folder
@@ -547,6 +568,8 @@ def load_tokenized(args: DataArguments, cache_root: str, raw, tokenizer, layout:
     for split in ("train", "validation"):
         require(len(data[split]) > 0, f"the {split} split has fewer tokens than one block of {layout.block_length}; "
                                       "use a smaller --max_seq_length/--block_size or more text")
+    logging.getLogger("lmzoo").info("tokenized blocks: %s train, %s validation, in %s", f"{len(data['train']):,}",
+                                    f"{len(data['validation']):,}", folder)
     if args.max_train_samples is not None:
         data["train"] = data["train"].select(range(min(args.max_train_samples, len(data["train"]))))
     if args.max_eval_samples is not None:

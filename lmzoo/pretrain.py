@@ -53,6 +53,7 @@ class Run:
     training_args: object
     cache_root: str
     resume_from: str | None
+    require_cache: bool = False  # --require_cache: use the caches a --prepare_only run built, never build
     started: float = field(default_factory=time.time)
     throughput: ThroughputCallback | None = None
     guard: DivergenceGuard = field(default_factory=DivergenceGuard)
@@ -77,10 +78,12 @@ def start_run(training_args, data_args) -> Run:
                         level=logging.INFO if training_args.should_log else logging.WARNING, stream=sys.stdout)
     transformers.utils.logging.set_verbosity(logging.WARNING)
     quiet_library_logs()
-    resume_from = prepare_output_dir(training_args)
-    if training_args.overwrite_output_dir and training_args.do_train:
-        remove_checkpoints(training_args.output_dir)  # a stale checkpoint-N would be "resumed" by the next run
-    require(data_args.has_source() or not training_args.do_train,
+    resume_from = None
+    if not data_args.prepare_only:  # preparing writes only to the caches: --output_dir is neither read nor held
+        resume_from = prepare_output_dir(training_args)
+        if training_args.overwrite_output_dir and training_args.do_train:
+            remove_checkpoints(training_args.output_dir)  # a stale checkpoint-N would be "resumed" by the next run
+    require(data_args.has_source() or not (training_args.do_train or data_args.prepare_only),
             "no training data: give --train_file (a local .txt/.jsonl/...), --dataset_dir, or --dataset_name "
             "(a Hub dataset, or `demo` for the embedded demo corpus)")
     cache_root = os.path.abspath(data_args.cache_dir or default_cache_dir())
@@ -89,7 +92,7 @@ def start_run(training_args, data_args) -> Run:
     if resume_from:
         logger.info("resuming from %s", resume_from)
         training_args.eval_on_start = False  # the untrained model was measured by the first run
-    return Run(training_args, cache_root, resume_from)
+    return Run(training_args, cache_root, resume_from, require_cache=data_args.require_cache)
 
 
 def place_compile_cache(cache_root: str) -> None:
@@ -149,7 +152,7 @@ def build_tokenizer(model_args, config, raw, run: Run):
     else:
         requested = model_args.vocab_size or config.vocab_size
         tokenizer = trained_tokenizer(config.model_type, raw["train"], "text", requested, corpus_fingerprint(raw),
-                                      run.cache_root)
+                                      run.cache_root, required=run.require_cache)
         tokenizer.lmzoo_requested_size = requested
         source = f"trained on the corpus ({len(tokenizer):,} tokens"
         if len(tokenizer) > requested:

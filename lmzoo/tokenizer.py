@@ -118,7 +118,7 @@ def train_tokenizer(model_type: str, dataset, text_column: str, vocab_size: int)
 
 
 def trained_tokenizer(model_type: str, dataset, text_column: str, vocab_size: int, corpus_fingerprint: str,
-                      cache_root: str):
+                      cache_root: str, required: bool = False):
     """Train once per (family, size, corpus) and reuse it from `cache_root/tokenizers/`."""
     family = tokenizer_family(model_type)
     key = hashlib.sha256(json.dumps([family, model_type, vocab_size, corpus_fingerprint, 1]).encode()).hexdigest()[:16]
@@ -127,7 +127,8 @@ def trained_tokenizer(model_type: str, dataset, text_column: str, vocab_size: in
     def build(tmp):
         train_tokenizer(model_type, dataset, text_column, vocab_size).save_pretrained(tmp)
 
-    build_once(folder, build, f"a {family} tokenizer (up to {vocab_size} tokens) trained on the corpus")
+    build_once(folder, build, f"a {family} tokenizer (up to {vocab_size} tokens) trained on the corpus",
+               required=required)
     return AutoTokenizer.from_pretrained(folder)
 
 
