@@ -25,7 +25,7 @@ def sample_continuations(model, tokenizer, prompts, max_new_tokens: int = 40, se
 
 
 def joined_token_ids(texts: Iterable[str], tokenizer, separator: str = "\n\n",
-                     piece_chars: int = 1 << 20) -> Iterator[list[int]]:
+                     piece_chars: int = 1 << 18) -> Iterator[list[int]]:
     """The ids of `separator.join(texts)` without special tokens, in chunks, exactly as one call on the joined text
     would give them, but never holding more than a few pieces of `piece_chars` characters of text.
 
