@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .cache import build_once
+from .cache import build_once, default_cache_dir
 from .args import DataArguments
 from .diskspace import out_of_space_in, require_free_space, tokenized_build_bytes
 from .errors import UsageError, require
@@ -185,15 +185,63 @@ def load_from_files(args: DataArguments, cache_dir: str | None):
     if len(builders) > 1:
         raise UsageError("--train_file and --validation_file must have the same format")
     builder, options = builders.pop()
-    return _as_documents(_load(builder, files, options, cache_dir, " and ".join(files.values())), builder, args)
+    if builder == "text" and not args.line_by_line:
+        return _paragraph_corpus(files, cache_dir)
+    return _load(builder, files, options, cache_dir, " and ".join(files.values()))
 
 
-def _as_documents(raw, builder: str, args: DataArguments):
-    """Plain text files are read line by line; unless --line_by_line, lines are joined back into paragraphs
-    (runs of non-blank lines, newlines kept), so that a document boundary is a blank line, not every line end."""
-    if builder != "text" or args.line_by_line:
-        return raw
-    return raw.map(_paragraphs, batched=True, batch_size=10_000, desc="Joining lines into paragraphs")
+# Plain text is a document per paragraph (a run of non-blank lines, newlines kept): a document boundary is a blank
+# line, not every line end. Paragraphs are joined within groups of this many lines from the start of the file (a
+# paragraph that spans two groups is two documents), as lmzoo always has, so that the blocks do not change.
+PARAGRAPH_GROUP_LINES = 10_000
+
+
+def _paragraph_corpus(files: dict, cache_dir: str | None):
+    """The paragraphs of each split's text files (one path or a list, read in order as one stream of lines), in one
+    pass: the lines are never stored, so the only copy of the text on disk is an Arrow file of paragraphs, built
+    once per (files, sizes, time stamps) under `cache_dir` (compressed files are read as they decompress)."""
+    import pyarrow as pa
+    from datasets import Dataset, DatasetDict
+
+    root = os.path.join(cache_dir or os.path.join(default_cache_dir(), "hub"), "paragraphs")
+    splits = {}
+    for split, paths in files.items():
+        paths = [os.path.abspath(p) for p in ([paths] if isinstance(paths, str) else paths)]
+        stamps = [(os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths]  # a changed file is read again
+        key = hashlib.sha256(json.dumps([PARAGRAPH_GROUP_LINES, paths, stamps]).encode()).hexdigest()[:16]
+        folder = os.path.join(root, f"{split}-{key}")
+
+        def build(tmp, paths=paths):
+            schema = pa.schema([("text", pa.string())])
+            with pa.OSFile(os.path.join(tmp, "paragraphs.arrow"), "wb") as sink, pa.ipc.new_stream(sink, schema) as out:
+                for batch in _text_paragraphs(paths):
+                    out.write_batch(pa.record_batch([pa.array(batch, pa.string())], schema=schema))
+
+        build_once(folder, build, f"the paragraphs of {', '.join(paths)}")
+        splits[split] = Dataset.from_file(os.path.join(folder, "paragraphs.arrow"))
+    return DatasetDict(splits)
+
+
+def _text_paragraphs(paths: list):
+    """Lists of paragraphs, one per group of PARAGRAPH_GROUP_LINES lines."""
+    lines = []
+    for path in paths:
+        opener = COMPRESSIONS.get(os.path.splitext(path.lower())[1], open)
+        try:
+            # text mode, as the datasets text builder reads: universal newlines, lines split on "\n" only
+            with opener(path, "rt", encoding="utf-8") as f:
+                while chunk := f.read(1 << 24):
+                    chunk += f.readline()  # end on a line end
+                    lines.extend(chunk.split("\n"))
+                    if chunk.endswith("\n"):
+                        lines.pop()  # the empty string after the last line end is not a line
+                    while len(lines) >= PARAGRAPH_GROUP_LINES:
+                        yield _paragraphs({"text": lines[:PARAGRAPH_GROUP_LINES]})["text"]
+                        del lines[:PARAGRAPH_GROUP_LINES]
+        except UnicodeDecodeError as err:
+            raise UsageError(f"{path} is not UTF-8 text: {err.reason} at byte {err.start} of a block read") from err
+    if lines:
+        yield _paragraphs({"text": lines})["text"]
 
 
 def _paragraphs(batch):
@@ -248,7 +296,9 @@ def load_from_dir(args: DataArguments, cache_dir: str | None):
     if "train" not in by_split:
         raise UsageError(f"--dataset_dir {folder}: no training files (names containing 'train', or without a split name)")
     builder, options = builders.pop()
-    return _as_documents(_load(builder, by_split, options, cache_dir, f"--dataset_dir {folder}"), builder, args)
+    if builder == "text" and not args.line_by_line:
+        return _paragraph_corpus(by_split, cache_dir)
+    return _load(builder, by_split, options, cache_dir, f"--dataset_dir {folder}")
 
 
 def _has_known_extension(path: str) -> bool:

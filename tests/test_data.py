@@ -1,5 +1,6 @@
 import gzip
 import json
+import lzma
 
 import numpy as np
 import pytest
@@ -206,3 +207,25 @@ def test_token_ids_are_stored_narrow_and_read_back_unchanged(tmp_path, vocab_siz
 
     (tmp_path / "shards.json").write_text(json.dumps({"train": ["train/train.arrow"]}))
     assert read_tokenized(str(tmp_path))["train"]["input_ids"] == expected  # what training reads: Python ints
+
+
+def test_paragraphs_read_in_one_pass_equal_the_datasets_text_builder_joined_in_line_groups(data_dir, tmp_path):
+    """The published numbers depend on the documents: reading .txt ourselves (no copy of the lines on disk) must
+    give exactly the paragraphs of the datasets text builder + a 10,000-line batched join, across files and
+    through compression."""
+    from datasets import load_dataset
+
+    from lmzoo.data import _paragraph_corpus, _paragraphs
+
+    wiki = data_dir / "wikitext-2-raw"
+    shakespeare = (data_dir / "tinyshakespeare" / "input.txt").read_bytes()
+    compressed = tmp_path / "shakespeare.txt.xz"
+    compressed.write_bytes(lzma.compress(shakespeare.replace(b"\n", b"\r\n")))  # Windows line ends, as a user has
+    plain = tmp_path / "shakespeare.txt"
+    plain.write_bytes(shakespeare.replace(b"\n", b"\r\n"))
+    for files in ([str(wiki / "wiki.valid.raw"), str(wiki / "wiki.test.raw")], [str(compressed)]):
+        reference_files = [str(plain)] if files == [str(compressed)] else files
+        lines = load_dataset("text", data_files={"train": reference_files}, cache_dir=str(tmp_path / "hf"))["train"]
+        expected = lines.map(_paragraphs, batched=True, batch_size=10_000)["text"]
+        assert len(files) > 1 or len(lines) > 10_000  # several files, or several line groups
+        assert _paragraph_corpus({"train": files}, str(tmp_path / "ours"))["train"]["text"] == expected
