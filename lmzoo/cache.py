@@ -93,12 +93,18 @@ def damage(folder: str) -> str | None:
         sizes = ready_metadata(folder).get("files")
     except (OSError, ValueError):
         return f"its {READY_MARKER} cannot be read"
-    for name, size in sorted((sizes or {}).items()):
+    return size_mismatch(folder, sizes or {}, "built")
+
+
+def size_mismatch(folder: str, sizes: dict, when: str) -> str | None:
+    """The first file of `sizes` (relative path -> bytes) missing from `folder` or of another size, in words; None
+    when all match. Shared by cache builds and sealed checkpoints and models (lmzoo.checkpoints)."""
+    for name, size in sorted(sizes.items()):
         path = os.path.join(folder, name)
         if not os.path.isfile(path):
             return f"{name} is missing"
         if os.path.getsize(path) != size:
-            return f"{name} has {os.path.getsize(path):,} bytes, {size:,} when it was built"
+            return f"{name} has {os.path.getsize(path):,} bytes, {size:,} when it was {when}"
     return None
 
 

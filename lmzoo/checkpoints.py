@@ -20,6 +20,7 @@ import sys
 
 from transformers import TrainerCallback
 
+from .cache import size_mismatch
 from .diskspace import (checkpoint_bytes_estimate, format_bytes, free_bytes, is_out_of_space, model_bytes,
                         require_free_space)
 from .errors import OutOfSpaceError, UsageError
@@ -70,13 +71,7 @@ def _size_damage(folder: str, seal_name: str) -> str | None:
     sizes = _seal_sizes(folder, seal_name)
     if sizes is None:
         return f"its seal {seal_name} cannot be read"
-    for name, size in sorted(sizes.items()):
-        path = os.path.join(folder, name)
-        if not os.path.isfile(path):
-            return f"{name} is missing"
-        if os.path.getsize(path) != size:
-            return f"{name} has {os.path.getsize(path):,} bytes, {size:,} when it was saved"
-    return None
+    return size_mismatch(folder, sizes, "saved")
 
 
 def sealed_size(folder: str) -> int | None:
