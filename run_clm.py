@@ -90,7 +90,8 @@ def main():
                                                      clm_args.sample_max_new_tokens, training_args.seed)
 
     finish_run(trainer, run, script="run_clm.py", model_args=model_args, data_args=data_args, config=config,
-               tokenizer=tokenizer, block=block, extra_record=extra, after_training=after_training)
+               tokenizer=tokenizer, block=block, extra_record=extra, after_training=after_training,
+               test_dataset=data.get("test"))
 
 
 if __name__ == "__main__":

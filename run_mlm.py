@@ -94,7 +94,8 @@ def main():
         callbacks=callbacks,
     )
     finish_run(trainer, run, script="run_mlm.py", model_args=model_args, data_args=data_args, config=config,
-               tokenizer=tokenizer, block=block, extra_record=record)
+               tokenizer=tokenizer, block=block, extra_record=record,
+               test_dataset=data.get("test"))
 
 
 if __name__ == "__main__":

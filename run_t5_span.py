@@ -90,7 +90,8 @@ def main():
                tokenizer=tokenizer, block=input_length,
                extra_record={"objective": "T5 span corruption", "noise_density": span_args.noise_density,
                              "mean_noise_span_length": span_args.mean_noise_span_length, "raw_length": raw_length,
-                             "target_length": target_length})
+                             "target_length": target_length},
+               test_dataset=data.get("test"))
 
 
 if __name__ == "__main__":

@@ -363,8 +363,13 @@ class DataArguments:
     dataset_config_name: str | None = field(default=None, metadata={"help": "The Hub dataset's configuration."})
     dataset_dir: str | None = field(default=None, metadata={
         "help": "A local dataset folder: save_to_disk output, a datasets cache of .arrow shards, or text/jsonl/parquet files."})
-    train_file: str | None = field(default=None, metadata={"help": "Training text (.txt, .jsonl, .csv, .tsv, .parquet; may be gzipped)."})
-    validation_file: str | None = field(default=None, metadata={"help": "Validation text, same formats."})
+    train_file: str | None = field(default=None, metadata={
+        "help": "Training text (.txt, .jsonl, .csv, .tsv, .parquet; may be .gz/.bz2/.xz compressed), or a quoted glob "
+                "such as 'books/train-*.txt.xz' (the matching files in name order)."})
+    validation_file: str | None = field(default=None, metadata={"help": "Validation text, same formats (or a glob)."})
+    test_file: str | None = field(default=None, metadata={
+        "help": "Held-out test text, same formats (or a glob): with --do_eval, also evaluated after validation and "
+                "recorded as test_loss / test_perplexity."})
     text_column: str = field(default="text", metadata={"help": "Column holding the text in json/csv/parquet data."})
     validation_split_percentage: int = field(default=5, metadata={
         "help": "Percent of the training documents held out for validation when there is no validation split."})
@@ -380,7 +385,8 @@ class DataArguments:
         "help": "Processes for tokenization (default: every core this process may use, for corpora over 20,000 "
                 "documents; one below)."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training blocks."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N validation blocks."})
+    max_eval_samples: int | None = field(default=None, metadata={
+        "help": "Keep only the first N validation blocks (and test blocks, with --test_file)."})
     cache_dir: str | None = field(default=None, metadata={
         "help": "Root for lmzoo's caches (tokenized data, trained tokenizers, compile cache, Hub downloads); "
                 "default $LMZOO_CACHE_DIR or ~/.cache/lmzoo."})

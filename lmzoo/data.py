@@ -1,7 +1,8 @@
 """Raw corpora -> tokenized, packed, cached blocks.
 
 Where text comes from (first match wins):
-  --train_file/--validation_file   .txt/.raw/.tokens, .json/.jsonl, .csv, .tsv, .parquet, optionally .gz/.bz2/.xz
+  --train_file/--validation_file   .txt/.raw/.tokens, .json/.jsonl, .csv, .tsv, .parquet, optionally .gz/.bz2/.xz;
+  (and --test_file)               a path or a glob of such files, read in name order
   --dataset_dir                    a `save_to_disk` folder; a datasets cache folder of .arrow shards
                                    (`<name>/<config>/<version>/<name>-<split>-NNNNN-of-NNNNN.arrow`); or a folder of
                                    text/jsonl/csv/parquet files (split by file name: train, valid(ation)/dev, test)
@@ -21,6 +22,7 @@ later run with the same corpus, tokenizer and block layout.
 
 import bz2
 import csv
+import glob
 import gzip
 import hashlib
 import json
@@ -173,21 +175,37 @@ def check_text_present(split, source: str, split_name: str, column: str) -> None
                          "remove it or fill it in")
 
 
+def expand_files(pattern: str, flag: str) -> list[str]:
+    """A path, or a glob (`train-*.txt.xz`) read as the matching files in name order."""
+    if not glob.has_magic(pattern):
+        return [pattern]
+    paths = sorted(p for p in glob.glob(pattern) if os.path.isfile(p))
+    require(paths, f"{flag} {pattern} matches no file")
+    return paths
+
+
+def data_file_flags(args: DataArguments) -> dict:
+    """split -> (flag, the value given), for the --*_file flags that were given."""
+    given = {"train": ("--train_file", args.train_file), "validation": ("--validation_file", args.validation_file),
+             "test": ("--test_file", args.test_file)}
+    return {split: value for split, value in given.items() if value[1]}
+
+
 def load_from_files(args: DataArguments, cache_dir: str | None):
-    files = {"train": args.train_file}
-    if args.validation_file:
-        files["validation"] = args.validation_file
+    files = {}
     builders = set()
-    for split, path in files.items():
-        flag = f"--{split}_file" if split == "train" else "--validation_file"
-        check_readable_file(path, flag)
-        builders.add(builder_for(path, flag))
+    for split, (flag, pattern) in data_file_flags(args).items():
+        files[split] = expand_files(pattern, flag)
+        for path in files[split]:
+            check_readable_file(path, flag)
+            builders.add(builder_for(path, flag))
     if len(builders) > 1:
-        raise UsageError("--train_file and --validation_file must have the same format")
+        raise UsageError("--train_file, --validation_file and --test_file must have the same format, got "
+                         + ", ".join(sorted(b for b, _ in builders)))
     builder, options = builders.pop()
     if builder == "text" and not args.line_by_line:
         return _paragraph_corpus(files, cache_dir)
-    return _load(builder, files, options, cache_dir, " and ".join(files.values()))
+    return _load(builder, files, options, cache_dir, " and ".join(p for ps in files.values() for p in ps))
 
 
 # Plain text is a document per paragraph (a run of non-blank lines, newlines kept): a document boundary is a blank
@@ -336,6 +354,8 @@ def load_raw_corpus(args: DataArguments, cache_dir: str | None = None):
     """A DatasetDict with `train` and `validation`, holding only the text column (renamed `text`)."""
     from datasets import DatasetDict
 
+    require(not args.test_file or args.train_file, "--test_file goes with --train_file (local files); "
+                                                   "a --dataset_dir or Hub test split is not evaluated")
     if args.train_file:
         raw = load_from_files(args, cache_dir)
         source = args.train_file
@@ -369,9 +389,10 @@ def load_raw_corpus(args: DataArguments, cache_dir: str | None = None):
                                  "give --validation_file (or separate documents with blank lines)")
         n_val = max(1, len(train) * pct // 100)
         raw = DatasetDict({"validation": train.select(range(n_val)), "train": train.select(range(n_val, len(train)))})
-    for split in ("train", "validation"):
+    kept = [split for split in ("train", "validation", "test") if split in raw and (split != "test" or args.test_file)]
+    for split in kept:
         require(len(raw[split]) > 0, f"{source}: the {split} split is empty")
-    return DatasetDict({"train": raw["train"], "validation": raw["validation"]})
+    return DatasetDict({split: raw[split] for split in kept})
 
 
 def corpus_fingerprint(raw) -> str:
@@ -554,6 +575,8 @@ def tokenized_cache_dir(args: DataArguments, cache_root: str, raw, tokenizer, la
 
 
 def describe_split_source(args: DataArguments, split: str) -> str:
+    if split == "test":
+        return f"--test_file {args.test_file}"
     if split == "validation" and args.validation_file:
         return f"--validation_file {args.validation_file}"
     if split == "validation" and not args.dataset_dir and not args.dataset_name:
@@ -598,7 +621,7 @@ def load_tokenized(args: DataArguments, cache_root: str, raw, tokenizer, layout:
         with out_of_space_in(folder, "the tokenized cache (the partial build was removed)", advice=advice):
             tokenized = tokenize_corpus(raw, tokenizer, layout, args.line_by_line, args.preprocessing_num_workers,
                                         names, args.packing)
-        for split in ("train", "validation"):  # before anything is kept
+        for split in tokenized:  # before anything is kept
             require(len(tokenized[split]) > 0, f"the {split} split ({describe_split_source(args, split)}) has fewer "
                                                f"tokens than one block of {layout.block_length}; use a smaller "
                                                "--max_seq_length/--block_size or more text")
@@ -615,7 +638,7 @@ def load_tokenized(args: DataArguments, cache_root: str, raw, tokenizer, layout:
     except Exception as err:  # datasets and pyarrow raise many types for a damaged folder
         raise UsageError(f"the tokenized cache {folder} cannot be read ({type(err).__name__}); delete it to "
                          "rebuild it") from err
-    for split in ("train", "validation"):
+    for split in data:
         require(len(data[split]) > 0, f"the {split} split has fewer tokens than one block of {layout.block_length}; "
                                       "use a smaller --max_seq_length/--block_size or more text")
     logging.getLogger("lmzoo").info("tokenized blocks: %s train, %s validation, in %s", f"{len(data['train']):,}",
@@ -623,7 +646,9 @@ def load_tokenized(args: DataArguments, cache_root: str, raw, tokenizer, layout:
     if args.max_train_samples is not None:
         data["train"] = data["train"].select(range(min(args.max_train_samples, len(data["train"]))))
     if args.max_eval_samples is not None:
-        data["validation"] = data["validation"].select(range(min(args.max_eval_samples, len(data["validation"]))))
+        for split in ("validation", "test"):
+            if split in data:
+                data[split] = data[split].select(range(min(args.max_eval_samples, len(data[split]))))
     return data
 
 

@@ -207,9 +207,11 @@ def build_model(model_args, config, tokenizer, auto_class):
 
 
 def describe_corpus(data_args) -> str:
+    """The corpus as the zoo names it: `train-*.txt.xz (validation: validation.txt.xz, test: test.txt.xz)`."""
     if data_args.train_file:
-        return os.path.basename(data_args.train_file) + (
-            f" (validation: {os.path.basename(data_args.validation_file)})" if data_args.validation_file else "")
+        held_out = [f"{split}: {os.path.basename(path)}" for split, path in
+                    (("validation", data_args.validation_file), ("test", data_args.test_file)) if path]
+        return os.path.basename(data_args.train_file) + (f" ({', '.join(held_out)})" if held_out else "")
     if data_args.dataset_dir:
         return os.path.basename(os.path.normpath(data_args.dataset_dir))
     return " ".join(x for x in (data_args.dataset_name, data_args.dataset_config_name) if x)
@@ -234,8 +236,9 @@ def initial_eval_loss(trainer) -> float | None:
 
 
 def finish_run(trainer, run: Run, *, script: str, model_args, data_args, config, tokenizer, block: int,
-               extra_record: dict | None = None, after_training=None) -> dict:
-    """Train (resuming when a checkpoint is there), evaluate, save the model and tokenizer, write the records.
+               extra_record: dict | None = None, after_training=None, test_dataset=None) -> dict:
+    """Train (resuming when a checkpoint is there), evaluate (validation, then `test_dataset` when given), save the
+    model and tokenizer, write the records.
 
     `after_training(record)` may add to the record (on the main process, with the trained model) before it is
     written: strided perplexity, samples."""
@@ -255,6 +258,8 @@ def finish_run(trainer, run: Run, *, script: str, model_args, data_args, config,
         eval_metrics = trainer.evaluate()
         metrics.update(eval_metrics)
         metrics["perplexity"] = eval_metrics["eval_perplexity"]
+        if test_dataset is not None:
+            metrics.update(trainer.evaluate(test_dataset, metric_key_prefix="test"))
     batch = batch_fields_of(args)
     tokens_per_step = batch["effective_batch_size"] * block
     record = {
@@ -289,6 +294,8 @@ def finish_run(trainer, run: Run, *, script: str, model_args, data_args, config,
         "eval_tokens": metrics.get("eval_tokens"),
         "eval_examples": metrics.get("eval_examples"),
         "perplexity_kind": PERPLEXITY_KINDS[script],
+        **{f"test_{name}": metrics.get(f"test_{name}") for name in ("loss", "perplexity", "accuracy", "tokens",
+                                                                     "examples") if test_dataset is not None},
         "initial_eval_loss": initial_eval_loss(trainer),
         "throughput": run.throughput.summary() if run.throughput else None,
         "loss_curve": loss_curve(trainer, tokens_per_step),
@@ -326,6 +333,9 @@ def print_summary(record: dict, metrics: dict, output_dir: str) -> None:
         lines.append(f"[lmzoo] eval_loss {record['eval_loss']:.4f}  perplexity {record['perplexity']:.2f}  "
                      f"accuracy {record['eval_accuracy']:.4f}  (over {record['eval_tokens']:,} tokens of "
                      f"{record['eval_examples']:,} validation blocks)")
+    if record.get("test_loss") is not None:
+        lines.append(f"[lmzoo] test_loss {record['test_loss']:.4f}  test perplexity {record['test_perplexity']:.2f}  "
+                     f"(over {record['test_tokens']:,} tokens of {record['test_examples']:,} test blocks)")
     throughput = record.get("throughput") or {}
     if throughput.get("tokens_per_second"):
         mfu = f"  MFU {throughput['mfu']:.2%}" if throughput.get("mfu") else ""

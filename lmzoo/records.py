@@ -17,7 +17,8 @@ Schema version 2 (version 1 records, written before the field existed, are upgra
   (`tokenizer`: where it came from; `vocab_size`: its actual number of tokens; `vocab_size_requested`: what
   --vocab_size asked for, when a tokenizer was trained), the data (`corpus`, `block_size`, `train_samples`), the
   budget (`steps`, `tokens_seen`), the result (`eval_loss`, `perplexity`, `eval_accuracy`, and what they were
-  computed over: `eval_tokens`, `eval_examples`, `perplexity_kind`).
+  computed over: `eval_tokens`, `eval_examples`, `perplexity_kind`); with --test_file, the same on the test
+  text (`test_loss`, `test_perplexity`, `test_accuracy`, `test_tokens`, `test_examples`).
 * glue: `task`, `num_train_epochs`, `dev_metrics` (every dev metric, None where undefined), `undefined_metrics`
   (metric -> why it is undefined), `combined_score` (None when any of its metrics is undefined), `eval_examples`
   (dev split -> examples evaluated).
@@ -96,6 +97,11 @@ class PretrainRecord(RunRecord, total=False):
     eval_tokens: int | None  # the tokens eval_loss averages over
     eval_examples: int | None  # the validation blocks they came from
     perplexity_kind: str
+    test_loss: float | None  # the same, on --test_file (present only when one was given)
+    test_perplexity: float | None
+    test_accuracy: float | None
+    test_tokens: int | None
+    test_examples: int | None
     initial_eval_loss: float | None
     throughput: dict | None
     loss_curve: list
