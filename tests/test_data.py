@@ -229,3 +229,26 @@ def test_paragraphs_read_in_one_pass_equal_the_datasets_text_builder_joined_in_l
         expected = lines.map(_paragraphs, batched=True, batch_size=10_000)["text"]
         assert len(files) > 1 or len(lines) > 10_000  # several files, or several line groups
         assert _paragraph_corpus({"train": files}, str(tmp_path / "ours"))["train"]["text"] == expected
+
+
+def test_a_glob_of_xz_shards_reads_as_their_concatenation_and_a_test_file_is_kept(tmp_path):
+    import lzma
+
+    books = ["First book, first paragraph.\nstill it.\n\nFirst book, second.\n\n",
+             "Second book opens.\n\nSecond book closes.\n\n", "Third book, the only paragraph.\n\n"]
+    for i, book in enumerate(reversed(books)):  # written out of order: read in name order all the same
+        with lzma.open(tmp_path / f"train-{2 - i:02d}.txt.xz", "wt") as f:
+            f.write(book)
+    (tmp_path / "whole.txt").write_text("".join(books))
+    (tmp_path / "valid.txt").write_text("A held-out paragraph.\n")
+    (tmp_path / "test.txt").write_text("A test paragraph.\n\nAnother one.\n")
+    sharded = corpus(train_file=str(tmp_path / "train-*.txt.xz"), validation_file=str(tmp_path / "valid.txt"),
+                     test_file=str(tmp_path / "test.txt"), cache_dir=str(tmp_path / "cache"))
+    whole = corpus(train_file=str(tmp_path / "whole.txt"), validation_file=str(tmp_path / "valid.txt"),
+                   cache_dir=str(tmp_path / "cache"))
+    assert sharded["train"]["text"] == whole["train"]["text"] and len(whole["train"]) == 5
+    assert list(sharded["test"]["text"]) == ["A test paragraph.", "Another one."] and "test" not in whole
+    with pytest.raises(UsageError, match=r"--train_file .*nothing-\*\.txt matches no file"):
+        corpus(train_file=str(tmp_path / "nothing-*.txt"))
+    with pytest.raises(UsageError, match="--test_file goes with --train_file"):
+        corpus(dataset_name="demo", test_file=str(tmp_path / "test.txt"))

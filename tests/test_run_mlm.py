@@ -39,6 +39,23 @@ def test_trains_from_scratch_and_leaves_a_loadable_checkpoint_and_record(cli, da
     assert "checkpoint and tokenizer" in stdout
 
 
+def test_a_test_file_is_evaluated_after_validation_and_recorded(cli, data_dir, tmp_path):
+    out = tmp_path / "run"
+    test_file = data_dir / "wikitext-2-raw" / "wiki.test.raw"
+    code, stdout, err = cli("run_mlm.py", *mlm_args(data_dir, out, "--max_steps", "10", "--test_file", test_file,
+                                                    "--max_eval_samples", "40"))
+    assert code == 0, err
+    record = json.loads((out / "lmzoo_record.json").read_text())
+    results = json.loads((out / "all_results.json").read_text())
+    assert record["test_examples"] == 40 and record["test_tokens"] > 0  # --max_eval_samples caps both
+    assert math.isclose(record["test_perplexity"], math.exp(record["test_loss"]), rel_tol=1e-9)
+    assert results["test_loss"] == record["test_loss"]
+    # the same text as validation and test, the same masks: the same loss
+    assert math.isclose(record["test_loss"], record["eval_loss"], rel_tol=1e-6)
+    assert record["corpus"] == "wiki.valid.raw (validation: wiki.test.raw, test: wiki.test.raw)"
+    assert "test perplexity" in stdout
+
+
 def test_resumes_from_the_last_checkpoint_and_refuses_a_foreign_folder(cli, data_dir, tmp_path):
     out = tmp_path / "run"
     code, _, err = cli("run_mlm.py", *mlm_args(data_dir, out, "--max_steps", "10", "--save_steps", "10"))
