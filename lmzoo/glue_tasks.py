@@ -48,6 +48,10 @@ class GlueTask:
     # Files without a header (CoLA train/dev): column name -> field position.
     headerless_layout: dict[str, int] = field(default_factory=dict)
     predicts_diagnostic: bool = False  # the GLUE diagnostic set (AX) is scored with this task's model
+    # The best dev score a constant prediction gets (the majority class; 0 for a correlation): what a model that
+    # learned nothing scores, the floor of the zoo's colour scales. From the official dev files' labels (the
+    # local ones are checked in tests/test_zoo.py; MNLI and QQP from their published label counts).
+    constant_score: float = 0.0
 
     @property
     def is_regression(self) -> bool:
@@ -75,11 +79,11 @@ TASKS: dict[str, GlueTask] = {
         GlueTask("cola", "CoLA", ("sentence",), "label", BINARY, ("matthews_correlation",), "cola", ("sentence",),
                  test_splits=_test("CoLA"), headerless_layout={"label": 1, "sentence": 3}),
         GlueTask("sst2", "SST-2", ("sentence",), "label", BINARY, ("accuracy",), "sst2", ("sentence",),
-                 test_splits=_test("SST-2")),
+                 test_splits=_test("SST-2"), constant_score=0.5092),
         GlueTask("mrpc", "MRPC", ("#1 String", "#2 String"), "Quality", BINARY, ("f1", "accuracy"), "mrpc",
-                 ("sentence1", "sentence2"), test_splits=_test("MRPC")),
+                 ("sentence1", "sentence2"), test_splits=_test("MRPC"), constant_score=0.7480),
         GlueTask("qqp", "QQP", ("question1", "question2"), "is_duplicate", BINARY, ("f1", "accuracy"), "qqp",
-                 ("question1", "question2"), test_splits=_test("QQP"), index_column="id"),
+                 ("question1", "question2"), test_splits=_test("QQP"), index_column="id", constant_score=0.4532),
         GlueTask("stsb", "STS-B", ("sentence1", "sentence2"), "score", None, ("pearson", "spearmanr"), "stsb",
                  ("sentence1", "sentence2"), test_splits=_test("STS-B")),
         GlueTask("mnli", "MNLI", ("sentence1", "sentence2"), "gold_label", ("entailment", "neutral", "contradiction"),
@@ -88,13 +92,13 @@ TASKS: dict[str, GlueTask] = {
                              Split("eval_mm", "dev_mismatched.tsv", "validation_mismatched")),
                  test_splits=(Split("MNLI-m", "test_matched.tsv", "test_matched"),
                               Split("MNLI-mm", "test_mismatched.tsv", "test_mismatched")),
-                 predicts_diagnostic=True),
+                 predicts_diagnostic=True, constant_score=0.3533),
         GlueTask("qnli", "QNLI", ("question", "sentence"), "label", NLI_2, ("accuracy",), "qnli",
-                 ("question", "sentence"), test_splits=_test("QNLI")),
+                 ("question", "sentence"), test_splits=_test("QNLI"), constant_score=0.5054),
         GlueTask("rte", "RTE", ("sentence1", "sentence2"), "label", NLI_2, ("accuracy",), "rte",
-                 ("sentence1", "sentence2"), test_splits=_test("RTE")),
+                 ("sentence1", "sentence2"), test_splits=_test("RTE"), constant_score=0.5271),
         GlueTask("wnli", "WNLI", ("sentence1", "sentence2"), "label", BINARY, ("accuracy",), "wnli",
-                 ("sentence1", "sentence2"), test_splits=_test("WNLI")),
+                 ("sentence1", "sentence2"), test_splits=_test("WNLI"), constant_score=0.5634),
     )
 }
 

@@ -13,176 +13,23 @@ a loss curve per pretraining run). --output writes the same markdown elsewhere, 
 """
 
 import argparse
-import math
 import os
-import re
 import shlex
 import sys
-import tempfile
 import time
-from dataclasses import dataclass, field
 
-from .glue_tasks import TASKS
 from .errors import require, run_main
-from .records import GLUE_GRID_FIELDS, RECORD_NAME, RecordError, atomic_write_json, atomic_write_text, load_record
-
-# The reference table's column order (WNLI before RTE), not GLUE's task order.
-GLUE_TABLE_TASKS = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "wnli", "rte")
-METRIC_LABELS = {"matthews_correlation": "MCC", "accuracy": "acc", "f1": "F1", "pearson": "Pearson",
-                 "spearmanr": "Spearman"}
-SPLIT_LABELS = {"eval": "m", "eval_mm": "mm"}  # MNLI's matched and mismatched dev sets
-DASH = "-"
-UNDEFINED = "undefined"
+from .glue_tasks import TASKS
+from .records import RECORD_NAME, atomic_write_json, atomic_write_text
+from .zoo_figures import draw_figures
+from .zoo_reference import reference_lines
+from .zoo_grid import (DASH, GLUE_TABLE_TASKS, METRIC_LABELS, SPLIT_LABELS, UNDEFINED, GridCell, best_cells,
+                       find_records, format_lr, format_number, glue_grid, glue_model_name, glue_models, is_usable,
+                       model_label, nothing_evaluated, pretrain_runs, record_status)
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Reading records
-
-
-def find_records(roots: list[str]) -> list[dict]:
-    """Every pretrain/glue record under `roots` (recursively), read through lmzoo.records (older schema versions
-    upgraded), each with its file in `_path`; one per file. A record that cannot be read is skipped with a line
-    naming the file and what is wrong with it."""
-    records, seen = [], set()
-    for root in roots:
-        require(os.path.isdir(root), f"--results {root} is not a folder")
-        for folder, subfolders, files in os.walk(root):
-            subfolders[:] = sorted(d for d in subfolders if not d.startswith(".tmp-"))
-            path = os.path.realpath(os.path.join(folder, RECORD_NAME))
-            if RECORD_NAME not in files or path in seen:
-                continue
-            seen.add(path)
-            try:
-                record = load_record(path)
-            except RecordError as err:  # a damaged or foreign record must not hide the others
-                print(f"zoo: skipping {err}", file=sys.stderr)
-                continue
-            records.append({**record, "_path": path})
-    return records
-
-
-def record_status(record: dict) -> str:
-    """completed / failed / diverged (lmzoo.records.STATUSES)."""
-    return record["status"]
-
-
-def nothing_evaluated(record: dict) -> bool:
-    """A pretraining record whose evaluation scored no token: its loss means nothing (v1 wrote 0, perplexity 1)."""
-    return record.get("kind") == "pretrain" and record.get("eval_tokens") == 0
-
-
-def is_undefined(record: dict) -> bool:
-    """A completed GLUE run whose score does not exist (a correlation of constant predictions)."""
-    return (record.get("kind") == "glue" and record_status(record) == "completed"
-            and record.get("combined_score") is None and bool(record.get("undefined_metrics")))
-
-
-def is_usable(record: dict) -> bool:
-    """A result that may be selected: completed, with a finite score over something evaluated."""
-    score = record.get("combined_score") if record.get("kind") == "glue" else record.get("eval_loss")
-    return (record_status(record) == "completed" and score is not None and math.isfinite(score)
-            and not nothing_evaluated(record))
-
-
-def model_label(model: str) -> str:
-    """The name a model goes by in tables and folders: a checkpoint folder's name, an alias or Hub name as given."""
-    if os.path.isabs(model) or os.path.isdir(model) or model.startswith("."):
-        return os.path.basename(os.path.normpath(model))
-    return model
-
-
-def glue_model_name(record: dict) -> str:
-    """The table row of a GLUE run: the name its sweep gave it, else the label of the model it fine-tuned."""
-    return (record.get("sweep") or {}).get("name") or model_label(record["model"])
-
-
-def file_safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "--", name)
-
-
-def format_lr(value) -> str:
-    """A learning rate the way people write it: 5e-5, 1e-4, 1.5e-4."""
-    mantissa, exponent = f"{float(value):e}".split("e")
-    mantissa = mantissa.rstrip("0").rstrip(".")
-    return f"{mantissa}e{int(exponent)}"
-
-
-def format_number(value) -> str:
-    return f"{float(value):g}"
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# GLUE: the grid, and the best point per model and task
-
-
-@dataclass
-class GridCell:
-    """One grid point of one model on one task; its seeds' runs."""
-
-    model: str
-    task: str
-    batch_size: int  # the effective batch: examples per optimizer step
-    learning_rate: float
-    epochs: float
-    runs: list = field(default_factory=list)
-
-    @property
-    def usable_runs(self) -> list:
-        return [r for r in self.runs if is_usable(r)]
-
-    @property
-    def status(self) -> str:
-        if self.usable_runs:
-            return "completed"
-        if any(is_undefined(r) for r in self.runs):
-            return UNDEFINED
-        statuses = {record_status(r) for r in self.runs}
-        return "diverged" if "diverged" in statuses or "completed" in statuses else "failed"
-
-    @property
-    def score(self) -> float | None:
-        """The mean dev score over the completed seeds; None when none completed."""
-        runs = self.usable_runs
-        return sum(r["combined_score"] for r in runs) / len(runs) if runs else None
-
-    def metric(self, key: str) -> float | None:
-        values = [r.get("dev_metrics", {}).get(key) for r in self.usable_runs]
-        values = [v for v in values if v is not None]
-        return sum(values) / len(values) if values else None
-
-
-def grid_key(record: dict) -> tuple:
-    """(model, task, effective batch size, learning rate, epochs): lmzoo.records.GLUE_GRID_FIELDS after the name."""
-    task, batch_size, learning_rate, epochs = (record[name] for name in GLUE_GRID_FIELDS)
-    return glue_model_name(record), task, int(batch_size), float(learning_rate), float(epochs)
-
-
-def dedupe_runs(records: list[dict]) -> list[dict]:
-    """One record per (model, task, grid point, seed): the newest, when --results folders overlap or repeat a run."""
-    newest = {}
-    for record in sorted(records, key=lambda r: r.get("finished_at", "")):
-        newest[(*grid_key(record), record.get("seed"))] = record
-    return list(newest.values())
-
-
-def glue_grid(records: list[dict]) -> dict[tuple, GridCell]:
-    """Grid cells keyed (model, task, effective batch size, learning_rate, epochs)."""
-    cells = {}
-    for record in dedupe_runs([r for r in records if r.get("kind") == "glue"]):
-        key = grid_key(record)
-        cells.setdefault(key, GridCell(*key)).runs.append(record)
-    return cells
-
-
-def best_cells(cells: dict[tuple, GridCell]) -> dict[tuple, GridCell]:
-    """(model, task) -> the cell with the best mean dev score; ties go to the first in grid order."""
-    best = {}
-    for key in sorted(cells):
-        cell = cells[key]
-        current = best.get((cell.model, cell.task))
-        if cell.score is not None and (current is None or cell.score > current.score):
-            best[(cell.model, cell.task)] = cell
-    return best
+# Cells as text; best.json and runs.json
 
 
 def cell_metric_keys(task) -> list[tuple[str, str]]:
@@ -215,9 +62,12 @@ def score_cell(cell: GridCell | None, undefined: bool = False) -> str:
 
 
 def grid_point_text(cell: GridCell | None) -> str:
+    """'bs 32, lr 1e-4, 4 ep', and with several seeds how many and their spread: '3 seeds, sd 0.81'."""
     if cell is None:
         return DASH
-    return f"bs {cell.batch_size}, lr {format_lr(cell.learning_rate)}, {format_number(cell.epochs)} ep"
+    seeds = len(cell.usable_runs)
+    spread = f", {seeds} seeds, sd {100 * cell.spread:.2f}" if cell.spread is not None else ""
+    return f"bs {cell.batch_size}, lr {format_lr(cell.learning_rate)}, {format_number(cell.epochs)} ep{spread}"
 
 
 def best_json(cells: dict[tuple, GridCell], best: dict[tuple, GridCell], base: str) -> dict:
@@ -265,10 +115,6 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
-
-
-def glue_models(cells: dict[tuple, GridCell]) -> list[str]:
-    return sorted({cell.model for cell in cells.values()})
 
 
 def average_cell(model: str, best: dict[tuple, GridCell]) -> str:
@@ -423,14 +269,6 @@ def format_size(parameters) -> str:
     return f"{parameters / 1e6:.0f}M" if parameters >= 1e6 else f"{parameters / 1e3:.0f}K"
 
 
-def pretrain_runs(records: list[dict]) -> list[dict]:
-    """One record per pretrained model (the newest), smallest first."""
-    newest = {}
-    for record in sorted((r for r in records if r.get("kind") == "pretrain"), key=lambda r: r.get("finished_at", "")):
-        newest[record["model"]] = record
-    return sorted(newest.values(), key=lambda r: (r.get("parameters") or 0, r["model"]))
-
-
 def pretrain_config_text(record: dict) -> str:
     overrides = record.get("config_overrides")
     return f"{record.get('config_name')}" + (f" ({overrides})" if overrides else "")
@@ -447,17 +285,26 @@ def pretrain_result_cells(record: dict) -> list[str]:
 
 
 def evaluated_text(record: dict) -> str:
-    """What eval_loss averages over: '226,560 tokens of 2,266 blocks' (older records did not say)."""
+    """What eval_loss (and test_loss) average over: '226,560 tokens of 2,266 blocks' (older records did not say)."""
     tokens, blocks = record.get("eval_tokens"), record.get("eval_examples")
     if tokens is None:
         return "not recorded"
-    return f"{tokens:,} tokens" + (f" of {blocks:,} blocks" if blocks is not None else "")
+    text = f"{tokens:,} tokens" + (f" of {blocks:,} blocks" if blocks is not None else "")
+    if record.get("test_tokens") is not None:
+        text = f"validation {text}; test {record['test_tokens']:,} tokens of {record['test_examples']:,} blocks"
+    return text
+
+
+def test_perplexity_text(record: dict) -> str:
+    value = record.get("test_perplexity")
+    return DASH if value is None or not is_usable(record) or not record.get("test_tokens") else f"{value:.3f}"
 
 
 def pretrain_table(runs: list[dict]) -> str:
-    rows = [[r["model"], format_size(r.get("parameters")), *pretrain_result_cells(r), evaluated_text(r),
-             pretrain_config_text(r)] for r in runs]
-    return markdown_table(["Model", "Size", "perplexity", "eval_loss", "evaluated over", "config"], rows)
+    rows = [[r["model"], format_size(r.get("parameters")), *pretrain_result_cells(r), test_perplexity_text(r),
+             evaluated_text(r), r.get("corpus", DASH), pretrain_config_text(r)] for r in runs]
+    return markdown_table(["Model", "Size", "perplexity", "eval_loss", "test perplexity", "evaluated over", "corpus",
+                           "config"], rows)
 
 
 METHODS = """## Methods: how each number is computed
@@ -531,6 +378,10 @@ def render_markdown(records: list[dict], cells: dict[tuple, GridCell], best: dic
                   "Perplexity is exp(eval_loss), the mean cross-entropy per scored validation token (see Methods "
                   "below). What each row cost:", "",
                   pretrain_budget_table(pretrained), ""]
+        comparison = reference_lines(pretrained)
+        if comparison:
+            parts += ["Beside the reference model-zoo tables (published figures, not runs of this project):", "",
+                      comparison, ""]
         commands = pretrain_commands(pretrained)
         if commands:
             parts += ["The runs that made these rows:", "", commands, ""]
@@ -556,124 +407,6 @@ def render_markdown(records: list[dict], cells: dict[tuple, GridCell], best: dic
         if group:
             parts += [f"## {title}", "", figure_links(group, link_base), ""]
     return "\n".join(parts)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Figures
-
-
-def save_figure(figure, path: str) -> None:
-    """savefig to a temporary name beside `path`, then rename: a reader never sees half a PNG."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".png")
-    os.close(fd)
-    try:
-        figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display on servers
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def heatmap_cell_text(cell: GridCell | None) -> str:
-    if cell is None:
-        return "not run"
-    return f"{100 * cell.score:.2f}" if cell.score is not None else cell.status
-
-
-def heatmap_text_style(cell: GridCell | None, low: float, high: float) -> dict:
-    """Failed, diverged and missing points in bold red; scores in white on viridis' dark end, black on its light end."""
-    if cell is None or cell.score is None:
-        return {"color": "firebrick", "fontweight": "bold"}
-    dark = high > low and (cell.score - low) / (high - low) < 0.5
-    return {"color": "white" if dark else "black"}
-
-
-def heatmap_panel(ax, by_point: dict, batch_sizes: list, rates: list, epochs: float, low: float, high: float):
-    """One epoch count's batch size x learning rate grid; returns the image (for the colour bar)."""
-    import numpy as np
-
-    grid = np.full((len(batch_sizes), len(rates)), np.nan)  # NaN: drawn grey, the "bad" colour
-    for i, bs in enumerate(batch_sizes):
-        for j, lr in enumerate(rates):
-            cell = by_point.get((bs, lr, epochs))
-            if cell is not None and cell.score is not None:
-                grid[i, j] = 100 * cell.score
-            ax.text(j, i, heatmap_cell_text(cell), ha="center", va="center", fontsize=8,
-                    **heatmap_text_style(cell, low, high))
-    colormap = pyplot().get_cmap("viridis").with_extremes(bad="lightgrey")
-    image = ax.imshow(np.ma.masked_invalid(grid), cmap=colormap, vmin=100 * low, vmax=100 * high, aspect="auto")
-    ax.set_xticks(range(len(rates)), [format_lr(r) for r in rates])
-    ax.set_yticks(range(len(batch_sizes)), [str(b) for b in batch_sizes])
-    ax.set_xlabel("learning rate")
-    ax.set_title(f"{format_number(epochs)} epoch{'' if epochs == 1 else 's'}", fontsize=9)
-    return image
-
-
-def plot_heatmap(model: str, task: str, cells: dict[tuple, GridCell], path: str) -> None:
-    """Dev score over batch size (rows) x learning rate (columns), one panel per epoch count; failures marked."""
-    plt = pyplot()
-    mine = [c for c in cells.values() if (c.model, c.task) == (model, task)]
-    batch_sizes = sorted({c.batch_size for c in mine})
-    rates = sorted({c.learning_rate for c in mine})
-    epoch_counts = sorted({c.epochs for c in mine})
-    by_point = {(c.batch_size, c.learning_rate, c.epochs): c for c in mine}
-    scores = [c.score for c in mine if c.score is not None]
-    low, high = (min(scores), max(scores)) if scores else (0.0, 1.0)
-    figure, axes = plt.subplots(1, len(epoch_counts), squeeze=False,
-                                figsize=(1.4 * len(rates) * len(epoch_counts) + 1.8, 0.6 * len(batch_sizes) + 1.6))
-    for ax, epochs in zip(axes[0], epoch_counts):
-        image = heatmap_panel(ax, by_point, batch_sizes, rates, epochs, low, high)
-    axes[0][0].set_ylabel("batch size")
-    figure.colorbar(image, ax=axes[0].tolist(), label="dev score x100")
-    figure.suptitle(f"{model} on {TASKS[task].folder}: dev score over the grid", fontsize=10, y=1.03)
-    save_figure(figure, path)
-    plt.close(figure)
-
-
-def plot_loss_curve(record: dict, path: str) -> None:
-    """Train and eval loss against tokens seen, from the pretraining record's loss_curve."""
-    plt = pyplot()
-    curve = record.get("loss_curve") or []
-    figure, ax = plt.subplots(figsize=(6, 3.6))
-    for key, label, style in (("loss", "train loss", "-"), ("eval_loss", "eval loss", "o-")):
-        points = [(p["tokens"], p[key]) for p in curve if key in p]
-        if points:
-            ax.plot(*zip(*points), style, label=label, markersize=4)
-    ax.set_xlabel("tokens seen")
-    ax.set_ylabel("loss")
-    ax.set_title(f"{record['model']}: pretraining loss ({record_status(record)})", fontsize=10)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend()
-    ax.grid(alpha=0.3)
-    save_figure(figure, path)
-    plt.close(figure)
-
-
-def draw_figures(records: list[dict], cells: dict[tuple, GridCell], figures_dir: str) -> dict[str, dict[str, str]]:
-    """Write every figure; returns section title -> {figure title: path}."""
-    loss_curves, heatmaps = {}, {}
-    for record in pretrain_runs(records):
-        path = os.path.join(figures_dir, f"pretrain_{file_safe(record['model'])}_loss.png")
-        plot_loss_curve(record, path)
-        loss_curves[f"{record['model']} loss"] = path
-    for model in glue_models(cells):
-        for task in GLUE_TABLE_TASKS:
-            if any((c.model, c.task) == (model, task) for c in cells.values()):
-                path = os.path.join(figures_dir, f"glue_{file_safe(model)}_{task}.png")
-                plot_heatmap(model, task, cells, path)
-                heatmaps[f"{model} {TASKS[task].folder}"] = path
-    return {"Pretraining loss curves": loss_curves, "GLUE dev score over the grid": heatmaps}
 
 
 # ----------------------------------------------------------------------------------------------------------------

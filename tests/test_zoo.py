@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from lmzoo import records, zoo
+from lmzoo import records, zoo, zoo_figures, zoo_grid
 from lmzoo.records import RECORD_NAME
 
 
@@ -116,11 +116,18 @@ def test_budget_row_and_the_command_that_reruns_it(tmp_path):
 
 def test_pretrain_table_row():
     table = zoo.pretrain_table([pretrain_record()]).splitlines()
-    assert table[0] == "| Model | Size | perplexity | eval_loss | evaluated over | config |"
-    assert table[2] == "| bert-tiny | 4M | 26.206 | 3.266 | not recorded | bert-tiny |"  # a version-1 record
+    assert table[0] == ("| Model | Size | perplexity | eval_loss | test perplexity | evaluated over | corpus | "
+                        "config |")
+    # a version-1 record
+    assert table[2] == "| bert-tiny | 4M | 26.206 | 3.266 | - | not recorded | wiki.train.raw | bert-tiny |"
     counted = pretrain_record(eval_tokens=226_560, eval_examples=2_266)
     assert zoo.pretrain_table([counted]).splitlines()[2] == (
-        "| bert-tiny | 4M | 26.206 | 3.266 | 226,560 tokens of 2,266 blocks | bert-tiny |")
+        "| bert-tiny | 4M | 26.206 | 3.266 | - | 226,560 tokens of 2,266 blocks | wiki.train.raw | bert-tiny |")
+    tested = pretrain_record(eval_tokens=226_560, eval_examples=2_266, test_loss=3.5, test_perplexity=math.exp(3.5),
+                             test_tokens=100_000, test_examples=1_000, corpus="train-*.txt.xz (test: test.txt.xz)")
+    assert zoo.pretrain_table([tested]).splitlines()[2] == (
+        "| bert-tiny | 4M | 26.206 | 3.266 | 33.115 | validation 226,560 tokens of 2,266 blocks; test 100,000 tokens "
+        "of 1,000 blocks | train-*.txt.xz (test: test.txt.xz) | bert-tiny |")
 
 
 def test_an_evaluation_of_nothing_is_never_a_perplexity(tmp_path):
@@ -142,7 +149,7 @@ def test_an_undefined_correlation_is_shown_as_undefined_and_never_wins(tmp_path)
     cells = zoo.glue_grid(zoo.find_records([str(tmp_path)]))
     assert zoo.best_cells(cells) == {} and cells[("minilm", "stsb", 32, 3e-4, 3.0)].status == "undefined"
     assert "| minilm | - | - | - | - | undefined |" in zoo.glue_score_table(["minilm"], {}, cells)
-    assert zoo.heatmap_cell_text(cells[("minilm", "stsb", 32, 3e-4, 3.0)]) == "undefined"
+    assert zoo_figures.heatmap_cell_text(cells[("minilm", "stsb", 32, 3e-4, 3.0)]) == "undefined"
     write_record(tmp_path / "b", glue_record(task="stsb", lr=5e-5, score=0.1, metrics={"eval_pearson": 0.1,
                                                                                      "eval_spearmanr": 0.1}))
     cells = zoo.glue_grid(zoo.find_records([str(tmp_path)]))
@@ -163,7 +170,7 @@ def test_the_grid_is_keyed_by_the_examples_per_step(tmp_path):
 def test_diverged_pretraining_shows_its_status_not_numbers():
     record = pretrain_record(status="diverged", diverged_at_step=120, eval_loss=None, perplexity=None)
     assert zoo.pretrain_table([record]).splitlines()[2] == (
-        "| bert-tiny | 4M | diverged at step 120 | - | not recorded | bert-tiny |")
+        "| bert-tiny | 4M | diverged at step 120 | - | - | not recorded | wiki.train.raw | bert-tiny |")
 
 
 def test_learning_rates_and_values_are_written_as_people_write_them():
@@ -201,7 +208,7 @@ def test_cli_merges_results_folders(tmp_path, capsys):
     zoo.main(["--results", str(tmp_path / "pretraining"), "--results", str(tmp_path / "sweeps"),
               "--output", str(output)])
     text = output.read_text()
-    assert "| bert-tiny | 4M | 26.206 | 3.266 | not recorded | bert-tiny |" in text
+    assert "| bert-tiny | 4M | 26.206 | 3.266 | - | not recorded | wiki.train.raw | bert-tiny |" in text
     assert "| bert-tiny | - | - | - | - | - | - | - | - | 58.00 | 58.00 (1 of 9) |" in text
     assert (tmp_path / "pretraining" / "zoo" / "best.json").is_file()
     assert "1 pretrained models, 1 best GLUE cells" in capsys.readouterr().out
@@ -241,3 +248,94 @@ def test_output_that_is_a_folder_is_one_line(grid_results, tmp_path, capsys):
         zoo.main(["--results", str(grid_results), "--output", str(tmp_path)])
     assert exit_info.value.code == 2
     assert f"--output {tmp_path} is a folder; give the markdown file to write" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------- honest heatmaps
+
+
+def seeded_cells(tmp_path, scores_by_point: dict) -> dict:
+    """RTE cells from {(batch size, lr): [score per seed]}."""
+    for (bs, lr), scores in scores_by_point.items():
+        for seed, score in enumerate(scores):
+            write_record(tmp_path / f"bs{bs}_lr{lr}_s{seed}", glue_record(bs=bs, lr=lr, seed=seed, score=score))
+    return zoo.glue_grid(zoo.find_records([str(tmp_path)]))
+
+
+def test_colour_scale_runs_from_a_constant_prediction_to_the_best(tmp_path):
+    # Two cells 0.36 points apart used to sit at the two ends of the scale; anchored at RTE's majority class
+    # (52.71), they are 3% of the scale apart.
+    cells = seeded_cells(tmp_path, {(16, 5e-5): [0.6000], (32, 5e-5): [0.6036]})
+    low, high = zoo_figures.colour_range("rte", list(cells.values()))
+    assert (low, high) == (pytest.approx(0.5271), pytest.approx(0.6036))
+    position = [(c.score - low) / (high - low) for c in cells.values()]
+    assert max(position) - min(position) < 0.05
+    # A grid at chance still gets a scale, one point wide, instead of a division by zero.
+    assert zoo_figures.colour_range("cola", [zoo.GridCell("m", "cola", 8, 1e-4, 4.0)]) == (0.0, 0.01)
+
+
+def test_cells_print_their_seed_spread_and_those_within_it_of_the_best_are_marked(tmp_path):
+    cells = seeded_cells(tmp_path, {(16, 5e-5): [0.60, 0.62, 0.64], (32, 5e-5): [0.59, 0.61, 0.60],
+                                    (64, 5e-5): [0.50, 0.51, 0.52]})
+    best = zoo.best_cells(cells)[("minilm", "rte")]
+    assert best.batch_size == 16 and best.spread == pytest.approx(0.02)
+    assert zoo_figures.heatmap_cell_text(best) == "62.00\n\u00b12.00"
+    near, far = cells[("minilm", "rte", 32, 5e-5, 3.0)], cells[("minilm", "rte", 64, 5e-5, 3.0)]
+    assert zoo_grid.within_seed_spread(near, best)  # 2.00 points behind, sd 2.00: not told apart
+    assert not zoo_grid.within_seed_spread(far, best)  # 11 points behind
+    assert not zoo_grid.within_seed_spread(best, best)
+    assert "3 seeds, sd 2.00" in zoo.grid_point_text(best)
+
+
+def test_one_seed_per_point_claims_no_spread(tmp_path):
+    cells = seeded_cells(tmp_path, {(16, 5e-5): [0.62], (32, 5e-5): [0.6199]})
+    best = zoo.best_cells(cells)[("minilm", "rte")]
+    assert not zoo_grid.within_seed_spread(cells[("minilm", "rte", 32, 5e-5, 3.0)], best)
+    assert zoo_figures.heatmap_cell_text(best) == "62.00"
+    caption = zoo_figures.heatmap_caption(0.5271, 0.62, list(cells.values()), best)
+    assert "1 seed per point, so the seed spread is unknown" in caption
+
+
+@pytest.mark.parametrize("task", ["cola", "sst2", "mrpc", "stsb", "qnli", "rte", "wnli"])
+def test_constant_prediction_scores_match_the_dev_files(task, data_dir):
+    """The colour scales' floors: the best constant prediction's score on each local dev set."""
+    import numpy as np
+
+    from lmzoo.glue import load_glue_data
+    from lmzoo.glue_tasks import TASKS, glue_metrics
+
+    spec = TASKS[task]
+    glue = data_dir / "glue"
+    labels = np.asarray(next(iter(load_glue_data(spec, glue_dir=str(glue), train=False, dev=True,
+                                                 test=False).dev.values()))["label"])
+    constants = [0.0] if spec.is_regression else range(spec.num_labels)
+    scores = [glue_metrics(spec, np.full(len(labels), c), labels)["combined_score"] for c in constants]
+    best = max(0.0 if math.isnan(s) else s for s in scores)  # a correlation with a constant is undefined: 0
+    assert spec.constant_score == pytest.approx(best, abs=5e-5)
+
+
+def test_each_pretrained_row_is_set_beside_the_reference_with_its_token_ratio():
+    from lmzoo import zoo_reference
+
+    row = pretrain_record(model="bert-tiny-books", config_name="bert-tiny", perplexity=150.0, tokens_seen=49_152_000,
+                          corpus="train-*.txt.xz (validation: validation.txt.xz)")
+    line = zoo_reference.reference_line(row)
+    assert line.startswith("- bert-tiny-books: perplexity 150.00 on its validation text (train-*.txt.xz "
+                           "(validation: validation.txt.xz)) after 49.2M tokens; the reference's bert-tiny: 26.21 "
+                           "after 40 epochs of English Wikipedia (final figure; no curve published), about 190B")
+    assert "this row saw 1/3,866 of them" in line and "not a ranking" in line
+    assert zoo_reference.reference_line(pretrain_record(config_name="bert-tiny", config_overrides="n_layer=1")) is None
+    assert zoo_reference.reference_line(pretrain_record(config_name="my-own")) is None
+    gpt2 = zoo_reference.reference_line(pretrain_record(config_name="gpt2", perplexity=300.0, tokens_seen=1e6))
+    assert "127.97 after 40 epochs of OpenAI's GPT-2 output dataset" in gpt2 and "tokens seen not published" in gpt2
+
+
+def test_a_published_curve_is_compared_at_equal_tokens(monkeypatch):
+    from lmzoo import zoo_reference
+
+    curved = zoo_reference.ReferencePretraining(26.0, "Wikipedia", "40 epochs", 190e9, "estimated",
+                                                curve=((1e6, 1000.0), (1e8, 100.0), (1e10, 30.0)))  # log-log: 1e7 is halfway
+    monkeypatch.setitem(zoo_reference.REFERENCE_PRETRAINING, "bert-tiny", curved)
+    assert zoo_reference.perplexity_at(curved.curve, 1e7) == pytest.approx(316.23, abs=0.01)
+    assert zoo_reference.perplexity_at(curved.curve, 1e11) is None
+    line = zoo_reference.reference_line(pretrain_record(perplexity=150.0, tokens_seen=10**8))
+    assert "the reference's bert-tiny at the same tokens seen: 100.00 (Wikipedia, from its published curve)" in line
