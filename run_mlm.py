@@ -67,9 +67,10 @@ def main():
     if distill_args.init_student_from_teacher:
         init_student_from_teacher(model, teacher.model)
 
-    collator = MlmCollator(tokenizer, mlm_args.mlm_probability, whole_word_mask=mlm_args.whole_word_mask)
-    eval_collator = MlmCollator(tokenizer, mlm_args.mlm_probability, whole_word_mask=mlm_args.whole_word_mask,
-                                seed=training_args.seed + 1, per_example_masks=True)
+    masking = {"whole_word_mask": mlm_args.whole_word_mask, "sparse_positions": mlm_args.sparse_mlm_head}
+    collator = MlmCollator(tokenizer, mlm_args.mlm_probability, **masking)
+    eval_collator = MlmCollator(tokenizer, mlm_args.mlm_probability, seed=training_args.seed + 1,
+                                per_example_masks=True, **masking)
     head_fraction = mlm_args.mlm_probability if mlm_args.sparse_mlm_head else 1.0
     callbacks = run.callbacks(model, block, head_fraction=head_fraction)
     record = {"objective": "masked LM", "mlm_probability": mlm_args.mlm_probability,

@@ -228,24 +228,29 @@ def _bert_name_for_distilbert(name: str, layers: list[int]) -> str:
 
 # ---------------------------------------------------------------------------------------------- the loss
 
-def soft_target_kl_sum(student_logits, teacher_logits, temperature: float) -> torch.Tensor:
-    """Sum over rows of T^2 * KL(softmax(teacher/T) || softmax(student/T)): DistilBERT's loss_ce before batchmean."""
+def soft_target_kl_sum(student_logits, teacher_logits, temperature: float, rows=None) -> torch.Tensor:
+    """Sum over rows (those where `rows` is True, when given) of T^2 * KL(softmax(teacher/T) || softmax(student/T)):
+    DistilBERT's loss_ce before batchmean."""
     log_p_student = F.log_softmax(student_logits.float() / temperature, dim=-1)
     p_teacher = F.softmax(teacher_logits.float() / temperature, dim=-1)
-    return F.kl_div(log_p_student, p_teacher, reduction="sum") * temperature**2
+    per_row = F.kl_div(log_p_student, p_teacher, reduction="none").sum(dim=-1)
+    if rows is not None:
+        per_row = per_row * rows  # padding rows of the fixed-size gather count for nothing
+    return per_row.sum() * temperature**2
 
 
 def hidden_cosine_loss(student_hidden, teacher_hidden, attention_mask) -> torch.Tensor:
-    """Mean of 1 - cos(student, teacher) over the non-padding positions."""
-    real = attention_mask.bool()
-    cosine = F.cosine_similarity(student_hidden[real].float(), teacher_hidden[real].float(), dim=-1)
-    return (1 - cosine).mean()
+    """Mean of 1 - cos(student, teacher) over the non-padding positions (weighted, not selected: no host sync)."""
+    real = attention_mask.float()
+    cosine = F.cosine_similarity(student_hidden.float(), teacher_hidden.float(), dim=-1)
+    return ((1 - cosine) * real).sum() / real.sum().clamp_min(1)
 
 
 def masked_logits_and_hidden(model, sparse: SparseMlmHead | None, inputs, with_hidden: bool):
-    """(logits at the masked positions, last hidden states or None)."""
-    logits, outputs = masked_forward(model, sparse, inputs, **({"output_hidden_states": True} if with_hidden else {}))
-    return logits, outputs.hidden_states[-1] if with_hidden else None
+    """(logits at the masked positions, their targets (-100: padding), last hidden states or None)."""
+    logits, targets, _, outputs = masked_forward(model, sparse, inputs,
+                                                 **({"output_hidden_states": True} if with_hidden else {}))
+    return logits, targets, outputs.hidden_states[-1] if with_hidden else None
 
 
 class DistillationObjective(MaskedLmObjective):
@@ -279,13 +284,14 @@ class DistillationObjective(MaskedLmObjective):
     def loss_terms(self, model, inputs):
         """(loss sum, masked tokens, {term: its batch mean}), the sum such that sum / count is
         alpha_ce * loss_ce + alpha_mlm * loss_mlm + alpha_cos * loss_cos."""
-        targets = inputs["labels"][inputs["labels"] != -100]
-        count = targets.numel()
-        student_logits, student_hidden = masked_logits_and_hidden(model, self.sparse, inputs, self.use_cosine)
-        teacher_logits, teacher_hidden = self.teacher_outputs(inputs)
-        kl_sum = soft_target_kl_sum(student_logits, teacher_logits, self.args.temperature)
+        student_logits, targets, student_hidden = masked_logits_and_hidden(model, self.sparse, inputs,
+                                                                           self.use_cosine)
+        teacher_logits, _, teacher_hidden = self.teacher_outputs(inputs)
+        scored = targets != -100
+        count = scored.sum()  # a device tensor: no wait for the device
+        kl_sum = soft_target_kl_sum(student_logits, teacher_logits, self.args.temperature, scored)
         mlm_sum = F.cross_entropy(student_logits.float(), targets, reduction="sum")
-        terms = {"loss_ce": kl_sum / max(count, 1), "loss_mlm": mlm_sum / max(count, 1)}
+        terms = {"loss_ce": kl_sum / count.clamp_min(1), "loss_mlm": mlm_sum / count.clamp_min(1)}
         loss_sum = self.args.alpha_ce * kl_sum + self.args.alpha_mlm * mlm_sum
         if self.use_cosine:
             terms["loss_cos"] = hidden_cosine_loss(student_hidden, teacher_hidden, attention_mask_of(inputs))

@@ -30,40 +30,62 @@ MLM_HEAD_MODULES = {"bert": "cls", "roberta": "lm_head", "xlm-roberta": "lm_head
                     "distilbert": "vocab_transform", "electra": "generator_predictions"}
 
 
+# What the MLM collator adds for the sparse head (lmzoo.collators.masked_positions); never given to the model.
+POSITION_KEYS = ("masked_positions", "masked_targets")
+
+
+def model_inputs(inputs: dict) -> dict:
+    return {k: v for k, v in inputs.items() if k != "labels" and k not in POSITION_KEYS}
+
+
+def positions_and_targets(inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """(flat indices of the masked tokens, their labels): the collator's fixed-size lists when it made them (no
+    host sync), else found from the labels (a boolean selection: the CPU waits for the device)."""
+    if "masked_positions" in inputs:
+        return inputs["masked_positions"], inputs["masked_targets"]
+    flat = inputs["labels"].reshape(-1)
+    positions = (flat != -100).nonzero().squeeze(1)
+    return positions, flat.index_select(0, positions)
+
+
 class SparseMlmHead:
-    """Makes a *ForMaskedLM's head see only the rows selected by `self.rows` (a [batch, seq] bool mask)."""
+    """Makes a *ForMaskedLM's head see only the rows at `self.positions` (flat indices into [batch x seq])."""
 
     def __init__(self, model):
         name = MLM_HEAD_MODULES.get(model.config.model_type)
         self.module = getattr(model, name) if name and hasattr(model, name) else model.get_output_embeddings()
-        self.rows = None
+        self.positions = None
         self.handle = self.module.register_forward_pre_hook(self._select_rows)
 
     def _select_rows(self, module, args):
-        if self.rows is None:
+        if self.positions is None:
             return None
-        return (args[0][self.rows],) + tuple(args[1:])
+        hidden = args[0]
+        return (hidden.reshape(-1, hidden.shape[-1]).index_select(0, self.positions),) + tuple(args[1:])
 
-    def outputs(self, model, inputs, **options):
-        """The model's outputs with the head run on the positions where labels != -100 only: their logits are
-        [n_masked, vocab]; hidden states (with output_hidden_states=True) stay whole."""
-        self.rows = inputs["labels"] != -100
+    def outputs(self, model, inputs, positions, **options):
+        """The model's outputs with the head run on `positions` only: logits are [len(positions), vocab]; hidden
+        states (with output_hidden_states=True) stay whole."""
+        self.positions = positions
         try:
-            return model(**{k: v for k, v in inputs.items() if k != "labels"}, **options)
+            return model(**model_inputs(inputs), **options)
         finally:
-            self.rows = None
+            self.positions = None
 
     def remove(self):
         self.handle.remove()
 
 
 def masked_forward(model, sparse: SparseMlmHead | None, inputs, **options):
-    """(logits at the masked positions, the model's outputs); with `sparse` the head runs on those positions only."""
+    """(logits at the masked positions, their targets (-100: a padding row), the masked positions, the model's
+    outputs); with `sparse` the head runs on those positions only."""
+    positions, targets = positions_and_targets(inputs)
     if sparse is not None:
-        outputs = sparse.outputs(model, inputs, **options)
-        return outputs.logits, outputs
-    outputs = model(**{k: v for k, v in inputs.items() if k != "labels"}, **options)
-    return outputs.logits[inputs["labels"] != -100], outputs
+        outputs = sparse.outputs(model, inputs, positions, **options)
+        return outputs.logits, targets, positions, outputs
+    outputs = model(**model_inputs(inputs), **options)
+    logits = outputs.logits
+    return logits.reshape(-1, logits.shape[-1]).index_select(0, positions), targets, positions, outputs
 
 
 class MaskedLmObjective:
@@ -75,23 +97,17 @@ class MaskedLmObjective:
         """Our own loss (sparse head) is divided by the step's token count; *ForMaskedLM's own is a batch mean."""
         return self.sparse is not None
 
-    def masked_logits(self, model, inputs):
-        labels = inputs["labels"]
-        logits, _ = masked_forward(model, self.sparse, inputs)
-        return logits, labels[labels != -100]
-
     def train_loss_sum(self, model, inputs):
-        """(sum of token losses, number of tokens) for a training batch; None means: use the model's own loss."""
+        """(sum of token losses, number of tokens: a device tensor) for a training batch; None: the model's own."""
         if self.sparse is None:
             return None
-        logits, targets = self.masked_logits(model, inputs)
-        return F.cross_entropy(logits.float(), targets, reduction="sum"), targets.numel()
+        logits, targets, _, _ = masked_forward(model, self.sparse, inputs)
+        return F.cross_entropy(logits.float(), targets, reduction="sum"), (targets != -100).sum()
 
     def eval_stats(self, model, inputs):
-        labels = inputs["labels"]
-        logits, _ = masked_forward(model, self.sparse, inputs)
-        rows = (labels != -100).nonzero()[:, 0]  # row-major order, as the boolean selection of the logits
-        return _row_stats(logits, labels[labels != -100], rows, labels.shape[0])
+        logits, targets, positions, _ = masked_forward(model, self.sparse, inputs)
+        rows = positions // inputs["labels"].shape[1]
+        return _row_stats(logits, targets, rows, inputs["labels"].shape[0])
 
 
 class CausalLmObjective:
@@ -136,12 +152,14 @@ class Seq2SeqObjective:
 
 def _row_stats(logits: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor, n_rows: int) -> torch.Tensor:
     """[n_rows, 3] float64: per example, the summed token loss, the tokens scored and the tokens predicted right.
-    `rows[i]` is the example that token i (a row of `logits`) belongs to. Stays on the device until gathered."""
-    losses = F.cross_entropy(logits.float(), targets, reduction="none").double()
-    correct = (logits.argmax(dim=-1) == targets).double()
+    `rows[i]` is the example that token i (a row of `logits`) belongs to; a target of -100 (padding) counts for
+    nothing. Stays on the device until gathered."""
+    scored = targets != -100
+    losses = F.cross_entropy(logits.float(), targets, reduction="none").double()  # 0 where ignored
+    correct = ((logits.argmax(dim=-1) == targets) & scored).double()
     stats = torch.zeros(n_rows, 3, dtype=torch.float64, device=logits.device)
     stats[:, 0].index_add_(0, rows, losses)
-    stats[:, 1].index_add_(0, rows, torch.ones_like(losses))
+    stats[:, 1].index_add_(0, rows, scored.double())
     stats[:, 2].index_add_(0, rows, correct)
     return stats
 
@@ -195,7 +213,7 @@ class LmTrainer(GuardedTrainer):
                                         num_items_in_batch=num_items_in_batch)
         loss_sum, count = own
         if num_items_in_batch is None or not self.model_accepts_loss_kwargs:
-            return loss_sum / max(count, 1)
+            return loss_sum / count.clamp_min(1)  # a device tensor: no wait for the device
         loss = loss_sum / num_items_in_batch
         if self.args.average_tokens_across_devices and self.accelerator.num_processes > 1:
             loss = loss * self.accelerator.num_processes  # DDP averages gradients over ranks; undo that

@@ -79,7 +79,8 @@ def test_padding_for_line_by_line(bert_tokenizer):
     ("roberta-base", "num_hidden_layers=2,hidden_size=64,num_attention_heads=2,intermediate_size=128"),
     ("distilbert-base", "n_layers=2,dim=64,n_heads=2,hidden_dim=128"),
 ])
-def test_sparse_head_gives_the_dense_loss_and_gradients(bert_tokenizer, blocks, preset, overrides):
+@pytest.mark.parametrize("fixed_size_gather", [True, False])
+def test_sparse_head_gives_the_dense_loss_and_gradients(bert_tokenizer, blocks, preset, overrides, fixed_size_gather):
     torch.manual_seed(0)
     config = load_config(preset, overrides=overrides)
     config.vocab_size = len(bert_tokenizer)
@@ -92,9 +93,27 @@ def test_sparse_head_gives_the_dense_loss_and_gradients(bert_tokenizer, blocks, 
     dense.backward()
     dense_grad = model.get_input_embeddings().weight.grad.clone()
     model.zero_grad()
+    if fixed_size_gather:  # the collator's padded position list (the same masks: the same seed)
+        batch = MlmCollator(bert_tokenizer, seed=0, sparse_positions=True)([{"input_ids": b} for b in blocks[:4]])
+        assert batch["masked_positions"].numel() % 64 == 0
+        assert batch["masked_positions"].numel() > int((batch["labels"] != -100).sum())  # padding rows present
+        if preset != "bert-tiny":
+            batch.pop("token_type_ids", None)
     sparse_sum, count = MaskedLmObjective(model, sparse_head=True).train_loss_sum(model, batch)
     (sparse_sum / count).backward()
     assert torch.allclose(sparse_sum / count, dense, rtol=1e-5)
     assert torch.allclose(model.get_input_embeddings().weight.grad, dense_grad, rtol=1e-4, atol=1e-7)
     # the hook is inert outside the sparse call: a plain forward still gives full-vocabulary logits
-    assert model(**{k: v for k, v in batch.items() if k != "labels"}).logits.shape[:2] == batch["input_ids"].shape
+    plain = {k: v for k, v in batch.items() if k not in ("labels", "masked_positions", "masked_targets")}
+    assert model(**plain).logits.shape[:2] == batch["input_ids"].shape
+
+
+def test_full_blocks_have_no_attention_mask_and_positions_list_the_masked_tokens(bert_tokenizer, blocks):
+    batch = MlmCollator(bert_tokenizer, seed=5, sparse_positions=True)([{"input_ids": b} for b in blocks[:8]])
+    assert "attention_mask" not in batch  # no padding: an all-ones mask would only slow attention down
+    flat = batch["labels"].reshape(-1)
+    masked = (flat != -100).nonzero().squeeze(1)
+    n = masked.numel()
+    assert torch.equal(batch["masked_positions"][:n], masked)  # row-major order, as a boolean selection
+    assert torch.equal(batch["masked_targets"][:n], flat[masked])
+    assert (batch["masked_targets"][n:] == -100).all() and (batch["masked_positions"][n:] == 0).all()

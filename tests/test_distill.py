@@ -10,6 +10,7 @@ from datasets import Dataset
 from transformers import AutoModelForMaskedLM, AutoTokenizer, BertConfig, BertForMaskedLM, DistilBertConfig, \
     DistilBertForMaskedLM
 
+from lmzoo.collators import masked_positions
 from lmzoo.data import load_demo
 from lmzoo.distill import DistillationArguments, DistillationObjective, init_student_from_teacher
 from lmzoo.errors import UsageError
@@ -53,11 +54,16 @@ def distill_args(**changes) -> DistillationArguments:
 
 # ------------------------------------------------------------------------------------------- the loss terms
 
-@pytest.mark.parametrize("sparse_head", [True, False])
-def test_loss_terms_match_a_hand_computation(sparse_head):
+@pytest.mark.parametrize("sparse_head, collator_positions", [(True, False), (True, True), (False, False),
+                                                             (False, True)])
+def test_loss_terms_match_a_hand_computation(sparse_head, collator_positions):
     student, teacher, batch = tiny_bert(2, seed=1), tiny_bert(3, seed=2), tiny_batch()
     objective = DistillationObjective(student, teacher, distill_args(), sparse_head=sparse_head)
-    loss_sum, count, terms = objective.loss_terms(student, batch)
+    with_positions = dict(batch)
+    if collator_positions:  # the fixed-size gather the collator prepares: 64 rows, 59 of them padding
+        with_positions["masked_positions"], with_positions["masked_targets"] = masked_positions(batch["labels"])
+        assert with_positions["masked_positions"].numel() == 64
+    loss_sum, count, terms = objective.loss_terms(student, with_positions)
 
     features = {k: v for k, v in batch.items() if k != "labels"}
     s_out = student(**features, output_hidden_states=True)
