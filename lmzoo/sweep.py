@@ -46,7 +46,8 @@ from . import glue_tasks
 from .errors import EXIT_OUT_OF_SPACE, UsageError, require, run_main
 from .records import (FINISHED_STATUSES, RECORD_NAME, RecordError, batch_fields, glue_failure_record, load_record,
                       write_record)
-from .zoo import build_zoo, file_safe, format_lr, format_number, model_label, record_status
+from .zoo import build_zoo
+from .zoo_grid import file_safe, format_lr, format_number, model_label, record_status
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUTPUT_ROOT = os.path.join(REPO_ROOT, "outputs")
