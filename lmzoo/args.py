@@ -110,8 +110,16 @@ class PretrainingArguments(LmzooTrainingArguments):
         "help": "Linear warm-up: a number of steps, or a fraction of the run when below 1."})
     eval_on_start: bool = field(default=True, metadata={
         "help": "Evaluate the untrained model first (with --do_eval), so the record shows how far training got."})
+    gpu_defaults: bool = field(default=True, metadata={
+        "help": "On a CUDA GPU: TF32, torch.compile, fused AdamW, persistent pinned data-loader workers, each unless "
+                "its own flag is given (lmzoo.gpu_defaults); False keeps the plain Trainer settings."})
 
     def __post_init__(self):
+        from .gpu_defaults import apply_gpu_defaults, explicit_flags
+
+        self.gpu_defaults_applied = {}
+        if self.gpu_defaults and torch.cuda.is_available() and not self.use_cpu:
+            self.gpu_defaults_applied = apply_gpu_defaults(self, explicit_flags.get())
         super().__post_init__()
         if not self.do_eval:
             self.eval_on_start = False
@@ -128,6 +136,8 @@ def parse_args(*dataclass_types, argv=None):
 
     Errors raised by the dataclasses' own checks become one-line UsageErrors.
     """
+    from .gpu_defaults import explicit_flags, flags_given
+
     parser = HfArgumentParser(dataclass_types)
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -135,7 +145,10 @@ def parse_args(*dataclass_types, argv=None):
             require(len(argv) == 1, f"give either an arguments file or command-line flags, not both: {argv[0]} "
                                     f"and {' '.join(argv[1:3])}{' ...' if len(argv) > 3 else ''} (put every "
                                     "setting in the file, or every one on the command line)")
-            return parser.parse_dict(read_arguments_file(argv[0], dataclass_types))
+            values = read_arguments_file(argv[0], dataclass_types)
+            explicit_flags.set(frozenset(values))
+            return parser.parse_dict(values)
+        explicit_flags.set(flags_given(argv))  # the GPU defaults give way to a flag the user typed
         return parser.parse_args_into_dataclasses(args=merge_repeated_list_flags(argv, dataclass_types))
     except UsageError:
         raise
@@ -354,6 +367,14 @@ class ModelArguments:
         "help": "A tokenizer folder or Hub name. Leave out to use the checkpoint's or to train one on the corpus."})
     vocab_size: int | None = field(default=None, metadata={
         "help": "Size of the tokenizer trained on the corpus (default: the preset's vocabulary size)."})
+    pad_vocab_to_multiple_of: int | None = field(default=None, metadata={
+        "help": "Round a from-scratch model's embedding table up to a multiple of this, for faster matmuls (default: "
+                "64 on a CUDA GPU, GPT-2's 50,257 -> 50,304 rows; 1 on CPU). The extra rows are never a target and "
+                "generation never emits them."})
+
+    def __post_init__(self):
+        value = self.pad_vocab_to_multiple_of
+        require(value is None or value >= 1, f"--pad_vocab_to_multiple_of must be a positive integer, got {value}")
 
 
 @dataclass

@@ -32,9 +32,11 @@ PRESETS = {
     "roberta-base": (RobertaConfig, dict(vocab_size=50265, max_position_embeddings=514, type_vocab_size=1,
                                          layer_norm_eps=1e-5, pad_token_id=1, bos_token_id=0, eos_token_id=2)),
     "distilbert-base": (DistilBertConfig, dict(n_layers=6, dim=768, n_heads=12, hidden_dim=3072)),
-    "gpt2": (GPT2Config, dict(n_layer=12, n_embd=768, n_head=12)),
-    "gpt2-medium": (GPT2Config, dict(n_layer=24, n_embd=1024, n_head=16)),
-    "gpt2-large": (GPT2Config, dict(n_layer=36, n_embd=1280, n_head=20)),
+    # GPT-2's GELU is the tanh approximation; "gelu_pytorch_tanh" is the same function as the Hub configs'
+    # "gelu_new" (to float rounding) in one fused kernel instead of a chain of Python-level ops.
+    "gpt2": (GPT2Config, dict(n_layer=12, n_embd=768, n_head=12, activation_function="gelu_pytorch_tanh")),
+    "gpt2-medium": (GPT2Config, dict(n_layer=24, n_embd=1024, n_head=16, activation_function="gelu_pytorch_tanh")),
+    "gpt2-large": (GPT2Config, dict(n_layer=36, n_embd=1280, n_head=20, activation_function="gelu_pytorch_tanh")),
     "t5-small": (T5Config, dict(d_model=512, d_ff=2048, num_layers=6, num_heads=8, d_kv=64)),
     "t5-base": (T5Config, dict(d_model=768, d_ff=3072, num_layers=12, num_heads=12, d_kv=64)),
     "t5-v1_1-small": (T5Config, dict(d_model=512, d_ff=1024, num_layers=8, num_heads=6, d_kv=64,

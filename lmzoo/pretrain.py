@@ -164,21 +164,41 @@ def build_tokenizer(model_args, config, raw, run: Run):
             source += f"; {requested:,} were asked for, the corpus has no more distinct pieces to merge"
         source += ")"
     tokenizer.lmzoo_source = source
-    fit_vocabulary(model_args, config, tokenizer)
+    fit_vocabulary(model_args, config, tokenizer, on_gpu=torch_cuda_in_use(run.training_args))
     logger.info("tokenizer: %s; the model's embedding table: %s rows%s", source, f"{config.vocab_size:,}",
                 "" if config.vocab_size == len(tokenizer) else
                 " (the config's size is kept: rows past the tokenizer's last id are never looked up)")
     return tokenizer
 
 
-def fit_vocabulary(model_args, config, tokenizer) -> None:
-    """A preset trained from scratch takes the tokenizer's size (a smaller vocabulary trains faster); any other
-    config must already have room for every token, or the first step dies with an IndexError."""
+# Embedding rows are rounded up to a multiple of this on a GPU (matmul tiles; nanoGPT's 50,257 -> 50,304).
+GPU_VOCAB_MULTIPLE = 64
+
+
+def torch_cuda_in_use(training_args) -> bool:
+    import torch
+
+    return torch.cuda.is_available() and not training_args.use_cpu
+
+
+def fit_vocabulary(model_args, config, tokenizer, on_gpu: bool = False) -> None:
+    """A preset trained from scratch takes the tokenizer's size (a smaller vocabulary trains faster), rounded up to
+    --pad_vocab_to_multiple_of (GPU_VOCAB_MULTIPLE on a GPU); any other config must already have room for every
+    token, or the first step dies with an IndexError."""
     from_scratch = not (model_args.model_name_or_path and preset_name(model_args.model_name_or_path) is None)
     is_preset = preset_name(model_args.config_name or model_args.model_name_or_path) is not None
     if from_scratch and is_preset and "vocab_size" not in (model_args.config_overrides or ""):
-        config.vocab_size = len(tokenizer)
+        multiple = model_args.pad_vocab_to_multiple_of or (GPU_VOCAB_MULTIPLE if on_gpu else 1)
+        config.vocab_size = -(-len(tokenizer) // multiple) * multiple
     check_fits_model(tokenizer, config, tokenizer.lmzoo_source)
+
+
+def suppress_unused_rows(model, tokenizer) -> None:
+    """Generation never emits an id the tokenizer does not have (the rows that pad the vocabulary): the saved
+    generation config suppresses them."""
+    rows = model.get_input_embeddings().num_embeddings
+    if rows > len(tokenizer) and getattr(model, "generation_config", None) is not None and model.can_generate():
+        model.generation_config.suppress_tokens = list(range(len(tokenizer), rows))
 
 
 def build_model(model_args, config, tokenizer, auto_class):
@@ -203,7 +223,9 @@ def build_model(model_args, config, tokenizer, auto_class):
             setattr(config, attr, value)
     if config.model_type == "t5":
         config.decoder_start_token_id = tokenizer.pad_token_id
-    return auto_class.from_config(config)
+    model = auto_class.from_config(config)
+    suppress_unused_rows(model, tokenizer)
+    return model
 
 
 def describe_corpus(data_args) -> str:
@@ -286,6 +308,7 @@ def finish_run(trainer, run: Run, *, script: str, model_args, data_args, config,
         "learning_rate": args.learning_rate,
         "tokens_seen": trainer.state.global_step * tokens_per_step,
         "precision": precision_of(args),
+        "gpu_defaults": getattr(args, "gpu_defaults_applied", {}),
         "seed": args.seed,
         "wall_time_s": round(time.time() - run.started, 1),
         "eval_loss": metrics.get("eval_loss"),

@@ -91,6 +91,7 @@ class PretrainRecord(RunRecord, total=False):
     steps: int
     tokens_seen: int
     precision: str
+    gpu_defaults: dict  # the CUDA defaults applied (lmzoo.gpu_defaults): flag -> value; {} on CPU
     eval_loss: float | None  # mean cross-entropy per evaluated token
     perplexity: float | None  # exp(eval_loss)
     eval_accuracy: float | None

@@ -27,3 +27,39 @@ def test_torch_compile_trains_and_caches_under_cache_dir(cli, tmp_path, monkeypa
     assert json.loads((tmp_path / "o" / "lmzoo_record.json").read_text())["steps"] == 3
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(cache / "torchinductor")
     assert (cache / "torchinductor").is_dir() and any((cache / "torchinductor").iterdir())
+
+
+def test_the_sparse_head_compiles_into_one_graph_without_breaks(tmp_path, monkeypatch):
+    """The head's gather is inside the compiled model (a forward pre-hook): fixed-size positions from the collator
+    keep it one graph, with no break and no recompile from one batch to the next."""
+    import torch
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+    from transformers import AutoModelForMaskedLM, BertConfig
+
+    from lmzoo.collators import MlmCollator
+    from lmzoo.trainer import MaskedLmObjective
+
+    class Tokenizer:
+        mask_token_id, pad_token_id = 4, 0
+        all_special_ids = [0, 1, 2, 3, 4]
+
+        def __len__(self):
+            return 100
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    torch._dynamo.reset()
+    counters.clear()
+    torch.manual_seed(0)
+    model = AutoModelForMaskedLM.from_config(BertConfig(num_hidden_layers=1, hidden_size=32, num_attention_heads=2,
+                                                        intermediate_size=64, vocab_size=100))
+    objective = MaskedLmObjective(model, sparse_head=True)
+    compiled = torch.compile(model)
+    collator = MlmCollator(Tokenizer(), seed=0, sparse_positions=True)
+    for shift in range(3):  # different tokens, different masks, different masked counts
+        batch = collator([{"input_ids": [2] + list(range(5 + shift, 35 + shift)) + [3]} for _ in range(4)])
+        loss_sum, count = objective.train_loss_sum(compiled, batch)
+        (loss_sum / count).backward()
+    assert dict(counters["graph_break"]) == {}
+    assert counters["stats"]["unique_graphs"] == 1
+    torch._dynamo.reset()

@@ -83,3 +83,13 @@ def test_real_config_files_agree_with_presets(data_dir):
     t5 = load_config("t5-small")
     for key in ("d_model", "d_ff", "num_layers", "num_heads", "d_kv", "vocab_size"):
         assert getattr(t5, key) == real_t5[key]
+
+
+def test_gpt2_presets_use_the_fused_tanh_gelu_which_equals_gpt2s_own():
+    import torch
+    from transformers.activations import ACT2FN
+
+    assert {load_config(name).activation_function for name in ("gpt2", "gpt2-medium", "gpt2-large")} == {
+        "gelu_pytorch_tanh"}
+    x = torch.linspace(-8, 8, 10_001)
+    torch.testing.assert_close(ACT2FN["gelu_pytorch_tanh"](x), ACT2FN["gelu_new"](x), rtol=1e-6, atol=1e-6)

@@ -158,3 +158,27 @@ def test_streamed_strided_perplexity_equals_the_one_shot_value_in_bounded_memory
     one_call = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak_bytes(large) < 0.5 * one_call
+
+
+def test_a_padded_vocabulary_round_trips_and_generation_never_emits_a_padding_row(cli, data_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    out = tmp_path / "padded"
+    code, _, err = cli("run_clm.py", *clm_args(data_dir, out, "--max_steps", "3", "--pad_vocab_to_multiple_of",
+                                                "64", "--eval_on_start", "False"))
+    assert code == 0, err
+    record = json.loads((out / "lmzoo_record.json").read_text())
+    model = AutoModelForCausalLM.from_pretrained(out)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    rows = model.config.vocab_size
+    assert rows % 64 == 0 and len(tokenizer) < rows < len(tokenizer) + 64
+    assert record["vocab_size"] == len(tokenizer) and record["embedding_rows"] == rows
+    assert model.generation_config.suppress_tokens == list(range(len(tokenizer), rows))
+    prompt = tokenizer("ROMEO:", return_tensors="pt")
+    with torch.no_grad():  # make every padding row point along the last hidden state: the most likely next token
+        hidden = model(**prompt, output_hidden_states=True).hidden_states[-1][0, -1]
+        model.get_output_embeddings().weight[len(tokenizer):] = 100 * hidden / hidden.norm()
+        logits = model(**prompt).logits[0, -1]
+    assert logits.argmax() >= len(tokenizer)  # unsuppressed, a padding row would win
+    generated = model.generate(**prompt, do_sample=False, max_new_tokens=8, pad_token_id=tokenizer.eos_token_id)
+    assert int(generated.max()) < len(tokenizer)
