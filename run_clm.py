@@ -61,7 +61,8 @@ def main():
     # The model and Trainer code load here, after the arguments are checked: --help and flag errors answer at once.
     from transformers import AutoModelForCausalLM
 
-    from lmzoo.trainer import CausalLmObjective, LmTrainer
+    from lmzoo.objectives import CausalLmObjective
+    from lmzoo.trainer import LmTrainer
 
     model = build_model(model_args, config, tokenizer, AutoModelForCausalLM)
 

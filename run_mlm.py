@@ -47,7 +47,8 @@ def main():
 
     from lmzoo.distill import (DistillationObjective, check_student_fits_teacher, init_student_from_teacher,
                                prepare_teacher, teacher_forward_flops)
-    from lmzoo.trainer import LmTrainer, MaskedLmObjective
+    from lmzoo.objectives import MaskedLmObjective
+    from lmzoo.trainer import LmTrainer
 
     teacher = None
     if distill_args.teacher_name_or_path:

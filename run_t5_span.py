@@ -65,7 +65,8 @@ def main():
     # The model and Trainer code load here, after the arguments are checked: --help and flag errors answer at once.
     from transformers import AutoModelForSeq2SeqLM
 
-    from lmzoo.trainer import LmTrainer, Seq2SeqObjective
+    from lmzoo.objectives import Seq2SeqObjective
+    from lmzoo.trainer import LmTrainer
 
     model = build_model(model_args, config, tokenizer, AutoModelForSeq2SeqLM)
 

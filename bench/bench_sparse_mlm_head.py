@@ -26,7 +26,7 @@ from transformers import AutoModelForMaskedLM  # noqa: E402
 from lmzoo.collators import MlmCollator  # noqa: E402
 from lmzoo.presets import load_config  # noqa: E402
 from lmzoo.tokenizer import load_tokenizer  # noqa: E402
-from lmzoo.trainer import MaskedLmObjective  # noqa: E402
+from lmzoo.objectives import MaskedLmObjective  # noqa: E402
 
 
 def blocks_from_wikitext(data_dir, tokenizer, length, count):

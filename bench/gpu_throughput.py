@@ -114,7 +114,7 @@ def build(spec: dict, plain: bool, shapes: bool):
 
     from lmzoo.collators import CausalLmCollator, MlmCollator
     from lmzoo.t5_span import DataCollatorForT5SpanCorruption
-    from lmzoo.trainer import CausalLmObjective, MaskedLmObjective, Seq2SeqObjective
+    from lmzoo.objectives import CausalLmObjective, MaskedLmObjective, Seq2SeqObjective
 
     config = copy.deepcopy(spec["config"])
     kind, length = spec["kind"], spec["length"]

@@ -8,7 +8,7 @@ Per training batch, with s / t the student's / teacher's logits at the masked po
          + alpha_cos * (1 - cos(student, teacher last hidden state)), averaged over non-padding positions
 
 which is DistilBERT's KLDivLoss(batchmean) on the masked rows, its masked-LM loss and its CosineEmbeddingLoss with
-target 1. The logits are only needed at the masked positions, so both heads run sparse (lmzoo.trainer's
+target 1. The logits are only needed at the masked positions, so both heads run sparse (lmzoo.objectives'
 SparseMlmHead); the cosine term needs the hidden states, which exist at every position anyway. It applies when
 the student and the teacher have the same hidden size and is left out otherwise.
 
@@ -35,7 +35,7 @@ from .checkpoints import check_model_folder
 from .errors import UsageError, require
 from .presets import max_positions, preset_name
 from .tokenizer import load_tokenizer
-from .trainer import MLM_HEAD_MODULES, MaskedLmObjective, SparseMlmHead, masked_forward
+from .objectives import MLM_HEAD_MODULES, MaskedLmObjective, SparseMlmHead, masked_forward
 
 logger = logging.getLogger("lmzoo")
 

