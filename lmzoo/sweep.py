@@ -44,6 +44,7 @@ from dataclasses import dataclass
 
 from . import glue_tasks
 from .errors import EXIT_OUT_OF_SPACE, UsageError, require, run_main
+from .model_source import ALIASES, resolve_checkpoint
 from .records import (FINISHED_STATUSES, RECORD_NAME, RecordError, batch_fields, glue_failure_record, load_record,
                       write_record)
 from .zoo import build_zoo
@@ -148,16 +149,12 @@ def default_glue_dir() -> str | None:
 
 def resolve_model(name: str, output_root: str) -> tuple[str, str]:
     """(what run_glue.py gets, the model's label): a folder, a name under an output root, `minilm`, a Hub name."""
-    for candidate in (name, os.path.join(output_root, name), os.path.abspath(os.path.join(DEFAULT_OUTPUT_ROOT, name))):
-        if os.path.isdir(candidate):
-            require(os.path.isfile(os.path.join(candidate, "config.json")),
-                    f"MODEL {candidate} has no config.json: not a model checkpoint folder")
-            return os.path.abspath(candidate), model_label(os.path.abspath(candidate))
-    from . import glue
-
+    roots = tuple(dict.fromkeys((output_root, os.path.abspath(DEFAULT_OUTPUT_ROOT))))
     try:
-        glue.resolve_model_path(name)  # the alias, or a Hub name when online; otherwise one clear line
-    except UsageError:
+        resolved = resolve_checkpoint(name, "MODEL", roots)
+    except UsageError as err:
+        if "config.json" in str(err) or "package" in str(err):
+            raise
         from huggingface_hub import constants
 
         known = ", ".join(["minilm", *known_models(output_root)])
@@ -165,6 +162,8 @@ def resolve_model(name: str, output_root: str) -> tuple[str, str]:
         raise UsageError(f"MODEL {name}: no such checkpoint folder, no model of that name under OUTPUT_ROOT "
                          f"({output_root}) or ./outputs, and {hub}; known names: {known}; or give "
                          "the path of a checkpoint folder (one holding config.json) as MODEL") from None
+    if os.path.isdir(resolved) and name not in ALIASES:
+        return os.path.abspath(resolved), model_label(os.path.abspath(resolved))
     return name, model_label(name)
 
 
@@ -260,7 +259,7 @@ def check_task_data(settings: Settings, tasks) -> None:
     and would otherwise fail every grid point of its task the same way."""
     if settings.glue_dir is None:
         return  # the Hub's GLUE: run_glue.py reads it
-    from . import glue
+    from . import glue_data as glue
 
     for task in dict.fromkeys(tasks):
         glue.load_glue_data(glue_tasks.TASKS[task], glue_dir=settings.glue_dir, train=True, dev=True, test=False)
@@ -289,7 +288,7 @@ class GridPoint:
 
 def missing_data(glue_dir: str | None, task_name: str) -> str | None:
     """Why the task cannot run from glue_dir (a missing folder or file), or None when its train and dev files exist."""
-    from . import glue  # here, not at the top: it loads transformers' Trainer (seconds), which --help does not need
+    from . import glue_data as glue  # here, not at the top: reading files needs csv/json only, --help not even that
 
     if glue_dir is None:
         return None  # run_glue.py reads the Hub, and says so clearly when it is offline
