@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 
 import transformers
 
-from lmzoo import glue_tasks
-from lmzoo.args import LmzooTrainingArguments, parse_args, prepare_output_dir
+from lmzoo import glue_data, glue_tasks
+from lmzoo.args import LmzooTrainingArguments, parse_args
 from lmzoo.callbacks import DivergenceGuard
-from lmzoo.checkpoints import out_of_space_is_one_line, save_final_model
-from lmzoo.errors import EXIT_DIVERGED, require, run_main
+from lmzoo.errors import require, run_main
 from lmzoo.logs import quiet_library_logs
-from lmzoo.records import batch_fields_of, write_run_results
+from lmzoo.records import batch_fields_of
+from lmzoo.run_folder import exit_if_diverged, prepare_output_dir, train_and_save, write_results
 from lmzoo.sampling import describe_train_order
 
 logger = logging.getLogger("run_glue")
@@ -107,7 +107,7 @@ def main(argv=None):
     from lmzoo import glue
 
     # Data first: every file is read and checked before the model is loaded.
-    data = glue.load_glue_data(
+    data = glue_data.load_glue_data(
         task, glue_dir=data_args.glue_dir, train_file=data_args.train_file,
         validation_file=data_args.validation_file, test_file=data_args.test_file,
         train=training_args.do_train, dev=training_args.do_eval, test=training_args.do_predict,
@@ -139,16 +139,12 @@ def main(argv=None):
     guard = DivergenceGuard()
     trainer = glue.build_trainer(model, training_args, tokenizer, task, train_set, dev_sets.get("eval"),
                                  data_args.pad_to_max_length, guard=guard)
-    metrics = {}
+    metrics, diverged = {}, False
     if training_args.do_train:
-        with out_of_space_is_one_line(trainer, "a checkpoint"):
-            result = trainer.train(resume_from_checkpoint=resume_from)
-        metrics.update(result.metrics, train_samples=len(train_set))
-        trainer.log_metrics("train", result.metrics)
-        trainer.save_state()
-        if model_args.save_model and guard.diverged_at_step is None:
-            save_final_model(trainer)  # the tokenizer too; sealed
-    diverged = guard.diverged_at_step is not None  # a NaN model has nothing to evaluate or predict
+        train_metrics, diverged = train_and_save(trainer, resume_from, guard, save_model=model_args.save_model)
+        metrics.update(train_metrics, train_samples=len(train_set))
+        trainer.log_metrics("train", train_metrics)
+    # a NaN model has nothing to evaluate or predict
     if training_args.do_eval and not diverged:
         for key, dev_set in dev_sets.items():
             path = os.path.join(training_args.output_dir, DEV_PREDICTION_FILES[key])
@@ -169,10 +165,8 @@ def main(argv=None):
                   checkpoint_saved=training_args.do_train and model_args.save_model and not diverged)
     for key, why in record["undefined_metrics"].items():
         logger.warning("%s is %s", key, why)
-    if trainer.is_world_process_zero():
-        write_run_results(training_args.output_dir, metrics, record)
-    if diverged:
-        raise SystemExit(EXIT_DIVERGED)  # as the pretraining scripts do; the sweep then records the point as diverged
+    write_results(trainer, training_args.output_dir, metrics, record)
+    exit_if_diverged(diverged)  # as the pretraining scripts do; the sweep then records the point as diverged
     logger.info("%s combined score: %s", task.name,
                 "undefined" if record["combined_score"] is None and record["undefined_metrics"]
                 else record["combined_score"])

@@ -6,14 +6,10 @@ transformers' `TrainingArguments` plus what transformers 5 dropped or what lmzoo
 for long runs (keep two checkpoints, log every 50 steps).
 """
 
-import atexit
-import contextlib
 import dataclasses
 import enum
-import fcntl
 import json
 import os
-import socket
 import sys
 import types as types_
 import typing
@@ -22,8 +18,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from transformers import HfArgumentParser, TrainingArguments
 
-from .checkpoints import damage, latest_complete_checkpoint
-from .errors import UsageError, on_usage_error, require
+from .errors import UsageError, require
 
 
 @dataclass
@@ -236,118 +231,6 @@ def merge_repeated_list_flags(argv: list[str], dataclass_types) -> list[str]:
     for flag in order:
         merged += [flag, *values[flag]]
     return merged
-
-
-def prepare_output_dir(training_args) -> str | None:
-    """Check --output_dir before any long work, and hold it; return the checkpoint to resume from, if any.
-
-    A folder holding a checkpoint is resumed (the newest complete one); a non-empty folder without one holds
-    another run and is refused unless --overwrite_output_dir. --resume_from_checkpoint names a checkpoint
-    folder that must exist (or `True`/`latest`: the newest in --output_dir, which must have one).
-    """
-    out = training_args.output_dir
-    require(out is not None, "--output_dir is required")
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise UsageError(f"--output_dir {out} is a file, expected a folder")
-    existed = os.path.isdir(out)
-    check_writable_dir(out, "--output_dir")
-    hold_output_dir(out)
-    if training_args.resume_from_checkpoint:
-        require(not training_args.overwrite_output_dir,
-                "--resume_from_checkpoint and --overwrite_output_dir contradict each other: choose one")
-        return checked_resume_checkpoint(training_args.resume_from_checkpoint, out)
-    if not existed or training_args.overwrite_output_dir:
-        return None
-    checkpoint = latest_complete_checkpoint(out)
-    if checkpoint is not None:
-        return checkpoint
-    entries = [e for e in os.listdir(out) if not e.startswith(".")]
-    if entries and training_args.do_train:
-        raise UsageError(
-            f"--output_dir {out} already holds another run ({', '.join(sorted(entries)[:3])}...) and no checkpoint to "
-            "resume; pass --overwrite_output_dir to replace it or choose another folder"
-        )
-    return None
-
-
-def checked_resume_checkpoint(asked: str, output_dir: str) -> str:
-    """The checkpoint --resume_from_checkpoint names, refused in one line unless it is a complete one."""
-    if asked.lower() in ("true", "latest"):
-        checkpoint = latest_complete_checkpoint(output_dir)
-        require(checkpoint is not None, f"--resume_from_checkpoint {asked}: --output_dir {output_dir} holds no "
-                                        "complete checkpoint-N folder to resume")
-        return checkpoint
-    require(os.path.isdir(asked), f"--resume_from_checkpoint {asked} does not exist (expected a checkpoint-N "
-                                  "folder; leave the flag out to start afresh)")
-    why = damage(asked)
-    require(why is None, f"--resume_from_checkpoint {asked} cannot be resumed: {why}")
-    return asked
-
-
-# Output folders this process holds: flock'd lock files, kept open (the OS releases them when the process dies,
-# however it dies, so a dead run's lock is taken over without anyone deleting it).
-_held_output_dirs: dict[str, tuple[str, object]] = {}
-OUTPUT_LOCK_NAME = ".lmzoo.lock"
-
-
-def hold_output_dir(folder: str) -> None:
-    """Refuse a second run into a folder another live process is writing (the main process of a run holds it)."""
-    if os.environ.get("RANK", "0") != "0":
-        return  # ranks of one torchrun job share the folder; rank 0 holds it for them
-    key = os.path.realpath(folder)
-    if key in _held_output_dirs:
-        return
-    path = os.path.join(folder, OUTPUT_LOCK_NAME)
-    while True:
-        handle = open(path, "a+", encoding="utf-8")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            owner = handle.read().strip() or "another process"
-            handle.close()
-            raise UsageError(f"--output_dir {folder} is in use by another run ({owner}); wait for it to end or "
-                             "choose another folder") from None
-        if _same_file(handle, path):
-            break
-        handle.close()  # its holder removed it between our open and our lock: take the new one
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"host {socket.gethostname()}, pid {os.getpid()}")
-    handle.flush()
-    if not _held_output_dirs:
-        atexit.register(release_output_dirs)
-        on_usage_error(release_output_dirs)
-    _held_output_dirs[key] = (path, handle)
-
-
-def _same_file(handle, path: str) -> bool:
-    try:
-        return os.fstat(handle.fileno()).st_ino == os.stat(path).st_ino
-    except FileNotFoundError:
-        return False
-
-
-def release_output_dirs() -> None:
-    """Remove the lock files this process holds (still holding them, so no one else can be between)."""
-    for key, (path, handle) in list(_held_output_dirs.items()):
-        with contextlib.suppress(OSError):
-            if _same_file(handle, path):
-                os.unlink(path)
-        handle.close()
-        del _held_output_dirs[key]
-
-
-def check_writable_dir(path: str, flag: str) -> None:
-    """Create the folder if needed and prove we can write in it (permission bits lie to root)."""
-    try:
-        os.makedirs(path, exist_ok=True)
-        probe = os.path.join(path, f".lmzoo-write-probe-{os.getpid()}")
-        with open(probe, "w"):
-            pass
-        os.remove(probe)
-    except OSError as err:
-        raise UsageError(f"{flag} {path} is not writable ({err.strerror or err})") from err
 
 
 @dataclass

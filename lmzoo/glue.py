@@ -1,7 +1,7 @@
 """GLUE fine-tuning: tokenization, length order, the model and its Trainer, predictions in file order.
 
 The task table and the metrics are in lmzoo.glue_tasks, the data readers in lmzoo.glue_data, the leaderboard
-files in lmzoo.glue_predictions (all three light to import; their names are re-exported here for run_glue.py).
+files in lmzoo.glue_predictions (all three light to import: the sweep checks its data without torch).
 
 Metric keys (fractions, not percents), as written to all_results.json and the results record:
 
@@ -30,9 +30,7 @@ from transformers import (
 from .callbacks import DivergenceGuard
 from .checkpoints import check_model_folder
 from .errors import UsageError
-from .glue_data import (GlueData, examples_from_file, find_diagnostic_file, find_task_folder,  # noqa: F401
-                        load_glue_data, read_records)
-from .glue_predictions import check_submission_file, format_prediction, write_predictions  # noqa: F401
+from .glue_predictions import write_predictions
 from .glue_tasks import GlueTask, logits_to_predictions, metrics_function
 from .logs import new_weights_note
 from .model_source import resolve_checkpoint

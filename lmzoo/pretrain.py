@@ -21,15 +21,15 @@ import transformers
 from safetensors import SafetensorError
 from transformers import set_seed
 
-from .args import prepare_output_dir
 from .cache import default_cache_dir
-from .checkpoints import check_model_folder, out_of_space_is_one_line, save_final_model
+from .checkpoints import check_model_folder
 from .callbacks import DivergenceGuard, ThroughputCallback
 from .logs import new_weights_note, quiet_library_logs
 from .flops import device_peak_flops, flops_per_token, precision_of
-from .errors import EXIT_DIVERGED, UsageError, require
+from .errors import UsageError, require
 from .presets import load_config, max_positions, preset_name
-from .records import batch_fields_of, hardware, write_run_results
+from .records import batch_fields_of, hardware
+from .run_folder import exit_if_diverged, prepare_output_dir, train_and_save, write_results
 from .tokenizer import check_fits_model, load_tokenizer, trained_tokenizer
 
 logger = logging.getLogger("lmzoo")
@@ -268,14 +268,9 @@ def finish_run(trainer, run: Run, *, script: str, model_args, data_args, config,
     metrics = {}
     status = "completed"
     if args.do_train:
-        with out_of_space_is_one_line(trainer, "a checkpoint"):
-            result = trainer.train(resume_from_checkpoint=run.resume_from)
-        metrics.update(result.metrics)
-        if run.guard.diverged_at_step is not None:
-            status = "diverged"
-        else:
-            save_final_model(trainer)  # model + tokenizer (processing_class), sealed
-            trainer.save_state()
+        train_metrics, diverged = train_and_save(trainer, run.resume_from, run.guard)
+        metrics.update(train_metrics)
+        status = "diverged" if diverged else status
     if args.do_eval and status == "completed":
         eval_metrics = trainer.evaluate()
         metrics.update(eval_metrics)
@@ -332,11 +327,10 @@ def finish_run(trainer, run: Run, *, script: str, model_args, data_args, config,
             after_training(record)
             if "strided" in record:
                 metrics.update({k: v for k, v in record["strided"].items() if isinstance(v, (int, float))})
-        write_run_results(args.output_dir, metrics, record)
+        write_results(trainer, args.output_dir, metrics, record)
         print_summary(record, metrics, args.output_dir)
     end_distributed()
-    if status == "diverged":
-        raise SystemExit(EXIT_DIVERGED)
+    exit_if_diverged(status == "diverged")
     return record
 
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lmzoo import glue, glue_tasks
+from lmzoo import glue, glue_predictions, glue_tasks
 from lmzoo.errors import UsageError
 
 TASKS = glue_tasks.TASKS
@@ -80,12 +80,12 @@ def test_logits_become_label_ids_or_scores():
 
 
 def test_predictions_formatted_as_the_leaderboard_expects():
-    assert glue.format_prediction(TASKS["rte"], 1) == "not_entailment"
-    assert glue.format_prediction(TASKS["mnli"], 2) == "contradiction"
-    assert glue.format_prediction(TASKS["cola"], 1) == "1"
-    assert glue.format_prediction(TASKS["stsb"], 3.14159) == "3.142"
-    assert glue.format_prediction(TASKS["stsb"], -0.4) == "0.000"
-    assert glue.format_prediction(TASKS["stsb"], 5.7) == "5.000"
+    assert glue_predictions.format_prediction(TASKS["rte"], 1) == "not_entailment"
+    assert glue_predictions.format_prediction(TASKS["mnli"], 2) == "contradiction"
+    assert glue_predictions.format_prediction(TASKS["cola"], 1) == "1"
+    assert glue_predictions.format_prediction(TASKS["stsb"], 3.14159) == "3.142"
+    assert glue_predictions.format_prediction(TASKS["stsb"], -0.4) == "0.000"
+    assert glue_predictions.format_prediction(TASKS["stsb"], 5.7) == "5.000"
 
 
 def test_task_names_are_accepted_as_glue_or_the_hub_spells_them():
@@ -113,9 +113,9 @@ def _write(path, text):
 
 def test_check_submission_file_accepts_a_valid_file(tmp_path):
     path = _write(tmp_path / "RTE.tsv", "index\tprediction\n0\tentailment\n1\tnot_entailment\n")
-    glue.check_submission_file(path, "rte", 2, indices=["0", "1"])
+    glue_predictions.check_submission_file(path, "rte", 2, indices=["0", "1"])
     path = _write(tmp_path / "STS-B.tsv", "index\tprediction\n0\t3.100\n1\t0.000\n")
-    glue.check_submission_file(path, "stsb", 2)
+    glue_predictions.check_submission_file(path, "stsb", 2)
 
 
 @pytest.mark.parametrize(
@@ -134,13 +134,13 @@ def test_check_submission_file_accepts_a_valid_file(tmp_path):
 def test_check_submission_file_rejects(tmp_path, task, text, message):
     path = _write(tmp_path / "sub.tsv", text)
     with pytest.raises(UsageError, match=message):
-        glue.check_submission_file(path, task, 1, indices=["0"])
+        glue_predictions.check_submission_file(path, task, 1, indices=["0"])
 
 
 def test_written_predictions_pass_the_check(tmp_path):
     path = str(tmp_path / "MNLI-m.tsv")
-    glue.write_predictions(path, TASKS["mnli"], ["10", "11", "12"], np.array([0, 1, 2]))
-    glue.check_submission_file(path, "mnli", 3, indices=[10, 11, 12])
+    glue_predictions.write_predictions(path, TASKS["mnli"], ["10", "11", "12"], np.array([0, 1, 2]))
+    glue_predictions.check_submission_file(path, "mnli", 3, indices=[10, 11, 12])
     dev_path = str(tmp_path / "dev_predictions.tsv")
-    glue.write_predictions(dev_path, TASKS["stsb"], ["0", "1"], np.array([4.2, 7.0]), np.array([4.0, 5.0]))
+    glue_predictions.write_predictions(dev_path, TASKS["stsb"], ["0", "1"], np.array([4.2, 7.0]), np.array([4.0, 5.0]))
     assert open(dev_path).read() == "index\tprediction\tlabel\n0\t4.200\t4.000\n1\t5.000\t5.000\n"

@@ -101,7 +101,7 @@ def test_a_diverged_run_stops_keeps_the_good_checkpoints_and_says_so(cli, data_d
 
 HOLD_OUTPUT_DIR = """
 import sys, time
-from lmzoo.args import hold_output_dir
+from lmzoo.run_folder import hold_output_dir
 hold_output_dir(sys.argv[1])
 print("held", flush=True)
 time.sleep(600)

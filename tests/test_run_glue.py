@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import run_glue
-from lmzoo import glue, glue_tasks
+from lmzoo import glue, glue_data, glue_predictions, glue_tasks
 from lmzoo.args import LmzooTrainingArguments
 from lmzoo.errors import run_main
 from lmzoo.records import read_json
@@ -150,7 +150,7 @@ def test_record_has_what_the_sweep_reads(tiny_rte_run):
 
 
 def test_dev_predictions_are_in_file_order(tiny_rte_run, glue_dir):
-    dev = glue.load_glue_data(glue_tasks.TASKS["rte"], glue_dir=glue_dir, train=False, dev=True).dev["eval"]
+    dev = glue_data.load_glue_data(glue_tasks.TASKS["rte"], glue_dir=glue_dir, train=False, dev=True).dev["eval"]
     lines = (tiny_rte_run / "dev_predictions.tsv").read_text().splitlines()
     assert lines[0] == "index\tprediction\tlabel"
     rows = [line.split("\t") for line in lines[1:]]
@@ -162,8 +162,8 @@ def test_dev_predictions_are_in_file_order(tiny_rte_run, glue_dir):
 
 
 def test_leaderboard_file_passes_the_format_check(tiny_rte_run, glue_dir):
-    test = glue.load_glue_data(glue_tasks.TASKS["rte"], glue_dir=glue_dir, train=False, dev=False, test=True).test["RTE"]
-    glue.check_submission_file(str(tiny_rte_run / "RTE.tsv"), "rte", 48, indices=test["index"][:48])
+    test = glue_data.load_glue_data(glue_tasks.TASKS["rte"], glue_dir=glue_dir, train=False, dev=False, test=True).test["RTE"]
+    glue_predictions.check_submission_file(str(tiny_rte_run / "RTE.tsv"), "rte", 48, indices=test["index"][:48])
 
 
 def test_whole_test_set_predicted_without_training(glue_dir, tmp_path):
@@ -171,8 +171,8 @@ def test_whole_test_set_predicted_without_training(glue_dir, tmp_path):
     argv = ["--model_name_or_path", "minilm", "--task_name", "wnli", "--glue_dir", glue_dir, "--output_dir",
             str(tmp_path), "--do_predict", "--per_device_eval_batch_size", "64", "--max_seq_length", "64"]
     run_main(run_glue.main)(argv)
-    test = glue.load_glue_data(glue_tasks.TASKS["wnli"], glue_dir=glue_dir, train=False, dev=False, test=True).test["WNLI"]
-    glue.check_submission_file(str(tmp_path / "WNLI.tsv"), "wnli", 146, indices=test["index"])
+    test = glue_data.load_glue_data(glue_tasks.TASKS["wnli"], glue_dir=glue_dir, train=False, dev=False, test=True).test["WNLI"]
+    glue_predictions.check_submission_file(str(tmp_path / "WNLI.tsv"), "wnli", 146, indices=test["index"])
     assert not (tmp_path / "model.safetensors").exists()
 
 
@@ -182,7 +182,7 @@ def test_length_order_with_dynamic_padding_gives_the_logits_of_padding_to_max(gl
     import numpy as np
 
     task = glue_tasks.TASKS["rte"]
-    dev = glue.load_glue_data(task, glue_dir=glue_dir, train=False, dev=True).dev["eval"].select(range(40))
+    dev = glue_data.load_glue_data(task, glue_dir=glue_dir, train=False, dev=True).dev["eval"].select(range(40))
     tokenizer, model = glue.load_tokenizer_and_model(glue.resolve_model_path("minilm"), task)
     args = LmzooTrainingArguments(output_dir=str(tmp_path), per_device_eval_batch_size=8, report_to="none")
     padded = glue.encode(dev, tokenizer, 128, pad_to_max_length=True)
