@@ -44,8 +44,7 @@ def file_lock(path: str):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def build_once(folder: str, build, description: str, metadata: dict | None = None,
-               poll_seconds: float = 2.0, required: bool = False) -> str:
+def build_once(folder: str, build, description: str, poll_seconds: float = 2.0, required: bool = False) -> str:
     """Make sure `folder` holds a complete build made by `build(tmp_folder)`; return `folder`. A build damaged since
     it was made (a file cut short or missing) is rebuilt, with a one-line warning. `required`: never build; a
     missing or damaged build is a one-line error (--require_cache)."""
@@ -68,7 +67,7 @@ def build_once(folder: str, build, description: str, metadata: dict | None = Non
                 with atomic_directory(folder) as tmp:
                     build(tmp)
                     atomic_write_json(os.path.join(tmp, READY_MARKER),
-                                      {"description": description, **(metadata or {}), "files": file_sizes(tmp)})
+                                      {"description": description, "files": file_sizes(tmp)})
         return folder
     waited, next_note = 0.0, 60.0
     while not is_sound(folder):

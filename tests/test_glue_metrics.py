@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+from submission_check import check_submission_file
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -113,9 +114,9 @@ def _write(path, text):
 
 def test_check_submission_file_accepts_a_valid_file(tmp_path):
     path = _write(tmp_path / "RTE.tsv", "index\tprediction\n0\tentailment\n1\tnot_entailment\n")
-    glue_predictions.check_submission_file(path, "rte", 2, indices=["0", "1"])
+    check_submission_file(path, "rte", 2, indices=["0", "1"])
     path = _write(tmp_path / "STS-B.tsv", "index\tprediction\n0\t3.100\n1\t0.000\n")
-    glue_predictions.check_submission_file(path, "stsb", 2)
+    check_submission_file(path, "stsb", 2)
 
 
 @pytest.mark.parametrize(
@@ -134,13 +135,13 @@ def test_check_submission_file_accepts_a_valid_file(tmp_path):
 def test_check_submission_file_rejects(tmp_path, task, text, message):
     path = _write(tmp_path / "sub.tsv", text)
     with pytest.raises(UsageError, match=message):
-        glue_predictions.check_submission_file(path, task, 1, indices=["0"])
+        check_submission_file(path, task, 1, indices=["0"])
 
 
 def test_written_predictions_pass_the_check(tmp_path):
     path = str(tmp_path / "MNLI-m.tsv")
     glue_predictions.write_predictions(path, TASKS["mnli"], ["10", "11", "12"], np.array([0, 1, 2]))
-    glue_predictions.check_submission_file(path, "mnli", 3, indices=[10, 11, 12])
+    check_submission_file(path, "mnli", 3, indices=[10, 11, 12])
     dev_path = str(tmp_path / "dev_predictions.tsv")
     glue_predictions.write_predictions(dev_path, TASKS["stsb"], ["0", "1"], np.array([4.2, 7.0]), np.array([4.0, 5.0]))
     assert open(dev_path).read() == "index\tprediction\tlabel\n0\t4.200\t4.000\n1\t5.000\t5.000\n"

@@ -7,9 +7,10 @@ import subprocess
 import sys
 
 import pytest
+from submission_check import check_submission_file
 
 import run_glue
-from lmzoo import glue, glue_data, glue_predictions, glue_tasks
+from lmzoo import glue, glue_data, glue_tasks
 from lmzoo.args import LmzooTrainingArguments
 from lmzoo.errors import run_main
 from lmzoo.records import read_json
@@ -163,7 +164,7 @@ def test_dev_predictions_are_in_file_order(tiny_rte_run, glue_dir):
 
 def test_leaderboard_file_passes_the_format_check(tiny_rte_run, glue_dir):
     test = glue_data.load_glue_data(glue_tasks.TASKS["rte"], glue_dir=glue_dir, train=False, dev=False, test=True).test["RTE"]
-    glue_predictions.check_submission_file(str(tiny_rte_run / "RTE.tsv"), "rte", 48, indices=test["index"][:48])
+    check_submission_file(str(tiny_rte_run / "RTE.tsv"), "rte", 48, indices=test["index"][:48])
 
 
 def test_whole_test_set_predicted_without_training(glue_dir, tmp_path):
@@ -172,7 +173,7 @@ def test_whole_test_set_predicted_without_training(glue_dir, tmp_path):
             str(tmp_path), "--do_predict", "--per_device_eval_batch_size", "64", "--max_seq_length", "64"]
     run_main(run_glue.main)(argv)
     test = glue_data.load_glue_data(glue_tasks.TASKS["wnli"], glue_dir=glue_dir, train=False, dev=False, test=True).test["WNLI"]
-    glue_predictions.check_submission_file(str(tmp_path / "WNLI.tsv"), "wnli", 146, indices=test["index"])
+    check_submission_file(str(tmp_path / "WNLI.tsv"), "wnli", 146, indices=test["index"])
     assert not (tmp_path / "model.safetensors").exists()
 
 
