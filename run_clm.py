@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 from lmzoo.args import DataArguments, PretrainingArguments, ModelArguments, parse_args
 from lmzoo.collators import CausalLmCollator
-from lmzoo.data import causal_layout, load_raw_corpus, load_tokenized
+from lmzoo.corpus import load_raw_corpus
+from lmzoo.data import causal_layout, load_tokenized
 from lmzoo.errors import UsageError, require, run_main
 from lmzoo.generation import joined_token_ids, sample_continuations, strided_perplexity
 from lmzoo.pretrain import (block_length, build_config, build_model, build_tokenizer, check_model_type, finish_run,

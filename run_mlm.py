@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from lmzoo.args import DataArguments, DistillationArguments, PretrainingArguments, ModelArguments, parse_args
 from lmzoo.flops import precision_of
 from lmzoo.collators import MlmCollator
-from lmzoo.data import load_raw_corpus, load_tokenized, mlm_layout
+from lmzoo.corpus import load_raw_corpus
+from lmzoo.data import load_tokenized, mlm_layout
 from lmzoo.errors import require, run_main
 from lmzoo.pretrain import (block_length, build_config, build_model, build_tokenizer, check_model_type, finish_run,
                             start_run)

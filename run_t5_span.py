@@ -14,7 +14,8 @@ import sys
 from dataclasses import dataclass, field
 
 from lmzoo.args import DataArguments, ModelArguments, PretrainingArguments, parse_args
-from lmzoo.data import BlockLayout, load_raw_corpus, load_tokenized
+from lmzoo.corpus import load_raw_corpus
+from lmzoo.data import BlockLayout, load_tokenized
 from lmzoo.errors import UsageError, require, run_main
 from lmzoo.pretrain import build_config, build_model, build_tokenizer, check_model_type, finish_run, start_run
 from lmzoo.t5_span import DataCollatorForT5SpanCorruption, expand_input_length

@@ -31,7 +31,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 def load_inputs(data_dir):
     from lmzoo.args import DataArguments
-    from lmzoo.data import load_raw_corpus, mlm_layout
+    from lmzoo.corpus import load_raw_corpus
+    from lmzoo.data import mlm_layout
     from lmzoo.tokenizer import load_tokenizer
 
     wiki = os.path.join(data_dir, "wikitext-2-raw")

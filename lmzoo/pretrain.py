@@ -141,7 +141,7 @@ def block_length(requested: int | None, default: int, config, flag: str) -> int:
 
 def build_tokenizer(model_args, config, raw, run: Run):
     """The named tokenizer, the checkpoint's, or one trained on the training split (cached by corpus)."""
-    from .data import corpus_fingerprint
+    from .corpus import corpus_fingerprint
 
     if model_args.tokenizer_name:
         tokenizer = load_tokenizer(model_args.tokenizer_name, run.hub_cache)

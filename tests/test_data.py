@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from lmzoo.args import DataArguments
-from lmzoo.data import BlockLayout, load_raw_corpus, pack_token_lists, token_ids
+from lmzoo.corpus import load_raw_corpus
+from lmzoo.data import BlockLayout, pack_token_lists, token_ids
 from lmzoo.demo_corpus import demo_documents, demo_splits
 from lmzoo.errors import UsageError
 from lmzoo.tokenizer import load_tokenizer
@@ -215,7 +216,7 @@ def test_paragraphs_read_in_one_pass_equal_the_datasets_text_builder_joined_in_l
     through compression."""
     from datasets import load_dataset
 
-    from lmzoo.data import _paragraph_corpus, _paragraphs
+    from lmzoo.corpus import _paragraph_corpus, _paragraphs
 
     wiki = data_dir / "wikitext-2-raw"
     shakespeare = (data_dir / "tinyshakespeare" / "input.txt").read_bytes()

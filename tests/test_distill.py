@@ -10,7 +10,7 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer, BertConfig, BertFo
     DistilBertForMaskedLM
 
 from lmzoo.collators import masked_positions
-from lmzoo.data import load_demo
+from lmzoo.corpus import load_demo
 from lmzoo.distill import DistillationArguments, DistillationObjective, init_student_from_teacher
 from lmzoo.errors import UsageError
 from lmzoo.tokenizer import train_tokenizer
