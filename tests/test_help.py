@@ -68,7 +68,7 @@ def test_the_sweep_runs_glue_by_module_not_by_a_path_into_the_checkout(tmp_path,
 def test_the_sweeps_checks_the_zoo_and_the_glue_tables_import_no_torch(repo_root, data_dir):
     probe = ("import sys\n"
              "import lmzoo.zoo, lmzoo.glue_tasks, lmzoo.glue_data, lmzoo.glue_predictions, lmzoo.model_source\n"
-             "from lmzoo import sweep\n"
+             "from lmzoo import sweep_settings as sweep\n"
              f"settings = sweep.parse_settings(['minilm', '--tasks', 'rte wnli', '--glue_dir', {str(data_dir / 'glue')!r}])\n"
              "sweep.check_task_data(settings, ['rte', 'wnli'])\n"
              "print('LOADED', *sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
