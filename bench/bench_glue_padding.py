@@ -26,7 +26,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 from lmzoo.errors import UsageError, require, run_main  # noqa: E402
-from lmzoo.glue import GLUE_DIR_ENV  # noqa: E402
+from lmzoo.glue_tasks import GLUE_DIR_ENV  # noqa: E402
 from lmzoo.records import atomic_write_json, read_json  # noqa: E402
 
 CONFIGS = {

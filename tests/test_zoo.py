@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from lmzoo import records, zoo, zoo_figures, zoo_grid
+from lmzoo import records, zoo, zoo_costs, zoo_figures, zoo_grid
 from lmzoo.records import RECORD_NAME
 
 
@@ -106,10 +106,10 @@ def test_budget_row_and_the_command_that_reruns_it(tmp_path):
             write_record(tmp_path / task / str(lr), glue_record(
                 task=task, lr=lr, train_examples=count, sweep={"name": "minilm", "request": request, "seconds": 90}))
     cells = zoo.glue_grid(zoo.find_records([str(tmp_path)]))
-    row = zoo.glue_budget_table(["minilm"], cells).splitlines()[2]
+    row = zoo_costs.glue_budget_table(["minilm"], cells).splitlines()[2]
     assert row == ("| minilm | wnli, rte | {32} x {5e-5, 1e-4} x {3} | {42} | first 2000 (wnli: all 635) | all | "
                    "4 completed, 0 failed or diverged | 6 min | CPU (2 cores) |")
-    assert zoo.sweep_commands(["minilm"], cells) == (
+    assert zoo_costs.sweep_commands(["minilm"], cells) == (
         "- minilm: `TASKS='wnli rte' BATCH_SIZES=32 LEARNING_RATES='5e-5 1e-4' EPOCHS=3 SEEDS=42 "
         "MAX_TRAIN_SAMPLES=2000 bash sweep_glue.sh minilm -- --per_device_eval_batch_size 64`")
 
@@ -175,7 +175,7 @@ def test_diverged_pretraining_shows_its_status_not_numbers():
 
 def test_learning_rates_and_values_are_written_as_people_write_them():
     assert [zoo.format_lr(x) for x in (5e-5, 1e-4, 3e-4, 1.5e-4, 0.001)] == ["5e-5", "1e-4", "3e-4", "1.5e-4", "1e-3"]
-    assert zoo.describe_values({32, 8, None}) == "{8, 32}"
+    assert zoo_costs.describe_values({32, 8, None}) == "{8, 32}"
 
 
 def test_build_writes_json_markdown_and_figures_atomically(grid_results, tmp_path):
@@ -239,8 +239,8 @@ def test_each_glue_row_says_where_its_model_came_from():
 def test_pretraining_rows_show_the_command_that_made_them():
     runs = [pretrain_record(command="python run_mlm.py --config_name bert-tiny --max_steps 1000"),
             pretrain_record(model="old-run")]
-    assert zoo.pretrain_commands(runs) == "- bert-tiny: `python run_mlm.py --config_name bert-tiny --max_steps 1000`"
-    assert zoo.pretrain_commands([pretrain_record()]) is None
+    assert zoo_costs.pretrain_commands(runs) == "- bert-tiny: `python run_mlm.py --config_name bert-tiny --max_steps 1000`"
+    assert zoo_costs.pretrain_commands([pretrain_record()]) is None
 
 
 def test_output_that_is_a_folder_is_one_line(grid_results, tmp_path, capsys):
@@ -300,7 +300,7 @@ def test_constant_prediction_scores_match_the_dev_files(task, data_dir):
     """The colour scales' floors: the best constant prediction's score on each local dev set."""
     import numpy as np
 
-    from lmzoo.glue import load_glue_data
+    from lmzoo.glue_data import load_glue_data
     from lmzoo.glue_tasks import TASKS, glue_metrics
 
     spec = TASKS[task]
