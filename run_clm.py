@@ -17,7 +17,8 @@ from lmzoo.corpus import load_raw_corpus
 from lmzoo.data import causal_layout, load_tokenized
 from lmzoo.errors import UsageError, require, run_main
 from lmzoo.generation import joined_token_ids, sample_continuations, strided_perplexity
-from lmzoo.pretrain import (block_length, build_config, build_model, build_tokenizer, check_model_type, finish_run,
+from lmzoo.plan import build_model, plan_model
+from lmzoo.pretrain import (block_length, build_config, check_model_type, finish_run,
                             start_run)
 
 CLM_MODEL_TYPES = ("gpt2", "gpt_neo", "gpt_neox", "llama", "mistral", "qwen2", "opt")
@@ -55,7 +56,8 @@ def main():
     block = block_length(clm_args.block_size or data_args.max_seq_length, 1024, config, "--block_size")
     check_eval_stride(clm_args.eval_stride, block, training_args.do_eval)
     raw = load_raw_corpus(data_args, run.hub_cache)
-    tokenizer = build_tokenizer(model_args, config, raw, run)
+    plan = plan_model(model_args, config, raw, run, block=block)
+    tokenizer = plan.tokenizer
     data = load_tokenized(data_args, run.cache_root, raw, tokenizer, causal_layout(tokenizer, block), "clm")
     if data_args.prepare_only:
         return  # the tokenizer and the blocks are cached: train with the same flags (--require_cache)
@@ -65,7 +67,7 @@ def main():
     from lmzoo.objectives import CausalLmObjective
     from lmzoo.trainer import LmTrainer
 
-    model = build_model(model_args, config, tokenizer, AutoModelForCausalLM)
+    model = build_model(plan, AutoModelForCausalLM)
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     trainer = LmTrainer(
@@ -91,9 +93,8 @@ def main():
             record["samples"] = sample_continuations(trainer.model, tokenizer, clm_args.sample_prompt,
                                                      clm_args.sample_max_new_tokens, training_args.seed)
 
-    finish_run(trainer, run, script="run_clm.py", model_args=model_args, data_args=data_args, config=config,
-               tokenizer=tokenizer, block=block, extra_record=extra, after_training=after_training,
-               test_dataset=data.get("test"))
+    finish_run(trainer, run, plan, script="run_clm.py", model_args=model_args, data_args=data_args,
+               extra_record=extra, after_training=after_training, test_dataset=data.get("test"))
 
 
 if __name__ == "__main__":

@@ -133,12 +133,13 @@ def main(argv=None):
     test_sets = {name: encode(split) for name, split in data.test.items()}
     # Grouping by length only saves time when each batch is padded to its own longest example.
     grouped = data_args.group_by_length and not data_args.pad_to_max_length
-    if grouped and training_args.train_sampling_strategy == "random":  # an explicit other choice stays
-        training_args.train_sampling_strategy = "group_by_length"
+    strategy = training_args.train_sampling_strategy  # an explicit choice other than random stays
+    if grouped and strategy == "random":
+        strategy = "group_by_length"
 
     guard = DivergenceGuard()
     trainer = glue.build_trainer(model, training_args, tokenizer, task, train_set, dev_sets.get("eval"),
-                                 data_args.pad_to_max_length, guard=guard)
+                                 data_args.pad_to_max_length, guard=guard, sampling_strategy=strategy)
     metrics, diverged = {}, False
     if training_args.do_train:
         train_metrics, diverged = train_and_save(trainer, resume_from, guard, save_model=model_args.save_model)
@@ -159,7 +160,7 @@ def main(argv=None):
             submission_files.append(os.path.basename(path))
             logger.info("wrote %s (%d predictions)", path, len(test_set))
 
-    record = run_record(model_args, model_path, data_args, training_args, task, data, metrics, started)
+    record = run_record(model_args, model_path, data_args, training_args, task, data, metrics, started, strategy)
     record.update(status="diverged" if diverged else "completed", diverged_at_step=guard.diverged_at_step,
                   submission_files=submission_files,
                   checkpoint_saved=training_args.do_train and model_args.save_model and not diverged)
@@ -172,7 +173,8 @@ def main(argv=None):
                 else record["combined_score"])
 
 
-def run_record(model_args, model_path, data_args, training_args, task, data, metrics, started) -> dict:
+def run_record(model_args, model_path, data_args, training_args, task, data, metrics, started,
+               sampling_strategy: str) -> dict:
     """What the sweep and the zoo tables read (lmzoo.records.GlueRecord): the settings that matter, every dev
     metric (None where undefined, with the reason in undefined_metrics) and how many examples each was over."""
     quality_keys = {f"{split.key}_{name}" for split in task.dev_splits
@@ -190,8 +192,8 @@ def run_record(model_args, model_path, data_args, training_args, task, data, met
         "seed": training_args.seed,
         "max_seq_length": data_args.max_seq_length,
         "pad_to_max_length": data_args.pad_to_max_length,
-        "train_sampling_strategy": training_args.train_sampling_strategy,
-        "train_order": describe_train_order(training_args.train_sampling_strategy),
+        "train_sampling_strategy": sampling_strategy,
+        "train_order": describe_train_order(sampling_strategy),
         "max_train_samples": data_args.max_train_samples,
         "max_eval_samples": data_args.max_eval_samples,
         "train_examples": len(data.train) if data.train is not None else 0,

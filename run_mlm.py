@@ -23,8 +23,8 @@ from lmzoo.collators import MlmCollator
 from lmzoo.corpus import load_raw_corpus
 from lmzoo.data import load_tokenized, mlm_layout
 from lmzoo.errors import require, run_main
-from lmzoo.pretrain import (block_length, build_config, build_model, build_tokenizer, check_model_type, finish_run,
-                            start_run)
+from lmzoo.plan import build_model, plan_model
+from lmzoo.pretrain import block_length, build_config, check_model_type, finish_run, start_run
 
 MLM_MODEL_TYPES = ("bert", "roberta", "distilbert", "xlm-roberta", "camembert", "electra")
 
@@ -47,25 +47,28 @@ def main():
     from transformers import AutoModelForMaskedLM
 
     from lmzoo.distill import (DistillationObjective, check_student_fits_teacher, init_student_from_teacher,
-                               prepare_teacher, teacher_forward_flops)
+                               prepare_teacher, student_plan_options, teacher_forward_flops)
     from lmzoo.objectives import MaskedLmObjective
     from lmzoo.trainer import LmTrainer
 
     teacher = None
     if distill_args.teacher_name_or_path:
-        teacher = prepare_teacher(distill_args, model_args, run.hub_cache)  # the student defaults to its tokenizer
+        teacher = prepare_teacher(distill_args, model_args, run.hub_cache)
 
     config = build_config(model_args, run)
     check_model_type(config, MLM_MODEL_TYPES, "run_mlm.py")
     block = block_length(data_args.max_seq_length, 128, config, "--max_seq_length")
     raw = load_raw_corpus(data_args, run.hub_cache)
-    tokenizer = build_tokenizer(model_args, config, raw, run)
+    # a student takes its teacher's tokenizer and vocabulary size unless told otherwise
+    plan = plan_model(model_args, config, raw, run, block=block,
+                      **(student_plan_options(teacher, model_args) if teacher is not None else {}))
+    tokenizer = plan.tokenizer
     if teacher is not None:
-        check_student_fits_teacher(teacher, model_args, config, tokenizer, block)  # before any long work
+        check_student_fits_teacher(teacher, plan)  # before any long work
     data = load_tokenized(data_args, run.cache_root, raw, tokenizer, mlm_layout(tokenizer, block), "mlm")
     if data_args.prepare_only:
         return  # the tokenizer and the blocks are cached: train with the same flags (--require_cache)
-    model = build_model(model_args, config, tokenizer, AutoModelForMaskedLM)
+    model = build_model(plan, AutoModelForMaskedLM)
     if distill_args.init_student_from_teacher:
         init_student_from_teacher(model, teacher.model)
 
@@ -96,8 +99,8 @@ def main():
         objective=objective,
         callbacks=callbacks,
     )
-    finish_run(trainer, run, script="run_mlm.py", model_args=model_args, data_args=data_args, config=config,
-               tokenizer=tokenizer, block=block, extra_record=record,
+    finish_run(trainer, run, plan, script="run_mlm.py", model_args=model_args, data_args=data_args,
+               extra_record=record,
                test_dataset=data.get("test"))
 
 

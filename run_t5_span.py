@@ -17,7 +17,8 @@ from lmzoo.args import DataArguments, ModelArguments, PretrainingArguments, pars
 from lmzoo.corpus import load_raw_corpus
 from lmzoo.data import BlockLayout, load_tokenized
 from lmzoo.errors import UsageError, require, run_main
-from lmzoo.pretrain import build_config, build_model, build_tokenizer, check_model_type, finish_run, start_run
+from lmzoo.plan import build_model, plan_model
+from lmzoo.pretrain import build_config, check_model_type, finish_run, start_run
 from lmzoo.t5_span import DataCollatorForT5SpanCorruption, expand_input_length
 
 
@@ -58,7 +59,8 @@ def main():
     raw_length, target_length = expand_input_length(input_length, span_args.noise_density,
                                                     span_args.mean_noise_span_length)
     raw = load_raw_corpus(data_args, run.hub_cache)
-    tokenizer = build_tokenizer(model_args, config, raw, run)
+    plan = plan_model(model_args, config, raw, run, block=input_length)
+    tokenizer = plan.tokenizer
     layout = BlockLayout(raw_length, separator_id=tokenizer.eos_token_id)  # raw blocks; the collator adds EOS
     data = load_tokenized(data_args, run.cache_root, raw, tokenizer, layout, "t5span")
     if data_args.prepare_only:
@@ -69,7 +71,7 @@ def main():
     from lmzoo.objectives import Seq2SeqObjective
     from lmzoo.trainer import LmTrainer
 
-    model = build_model(model_args, config, tokenizer, AutoModelForSeq2SeqLM)
+    model = build_model(plan, AutoModelForSeq2SeqLM)
 
     def collator(seed, per_example_noise=False):
         return DataCollatorForT5SpanCorruption(tokenizer, input_length=input_length, target_length=target_length,
@@ -88,8 +90,7 @@ def main():
         objective=Seq2SeqObjective(),
         callbacks=run.callbacks(model, input_length, target_length=target_length),
     )
-    finish_run(trainer, run, script="run_t5_span.py", model_args=model_args, data_args=data_args, config=config,
-               tokenizer=tokenizer, block=input_length,
+    finish_run(trainer, run, plan, script="run_t5_span.py", model_args=model_args, data_args=data_args,
                extra_record={"objective": "T5 span corruption", "noise_density": span_args.noise_density,
                              "mean_noise_span_length": span_args.mean_noise_span_length, "raw_length": raw_length,
                              "target_length": target_length},

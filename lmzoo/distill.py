@@ -33,7 +33,8 @@ from .flops import flops_per_token
 from .args import DistillationArguments
 from .checkpoints import check_model_folder
 from .errors import UsageError, require
-from .presets import max_positions, preset_name
+from .plan import continues_checkpoint
+from .presets import max_positions
 from .tokenizer import load_tokenizer
 from .objectives import MLM_HEAD_MODULES, MaskedLmObjective, SparseMlmHead, masked_forward
 
@@ -75,41 +76,41 @@ def load_teacher(path: str, cache_dir: str | None = None) -> Teacher:
 
 
 def prepare_teacher(distill_args: DistillationArguments, model_args, cache_dir: str | None = None) -> Teacher:
-    """Load the teacher; with no --tokenizer_name (and no student checkpoint) the student takes its tokenizer."""
+    """Load the teacher and check it against the student's flags."""
     teacher = load_teacher(distill_args.teacher_name_or_path, cache_dir)
-    student_checkpoint = continues_checkpoint(model_args)
-    require(not (distill_args.init_student_from_teacher and student_checkpoint),
+    require(not (distill_args.init_student_from_teacher and continues_checkpoint(model_args)),
             f"--init_student_from_teacher builds the student from the teacher; it contradicts --model_name_or_path "
             f"{model_args.model_name_or_path} (a checkpoint to continue)")
-    if not model_args.tokenizer_name and not student_checkpoint:
-        model_args.tokenizer_name = teacher.path
     return teacher
 
 
-def continues_checkpoint(model_args) -> bool:
-    """Does the student continue a checkpoint, rather than start fresh from a config?"""
-    return bool(model_args.model_name_or_path) and preset_name(model_args.model_name_or_path) is None
+def student_plan_options(teacher: Teacher, model_args) -> dict:
+    """What the student's plan (lmzoo.plan.plan_model) takes from its teacher: a fresh student uses the teacher's
+    tokenizer unless --tokenizer_name says otherwise, and the teacher's vocabulary size unless --config_overrides
+    names one (its logits are compared with the teacher's token by token)."""
+    if continues_checkpoint(model_args):
+        return {}
+    options = {"tokenizer_name": model_args.tokenizer_name or teacher.path}
+    if "vocab_size" not in (model_args.config_overrides or ""):
+        options["vocab_size"] = teacher.model.config.vocab_size
+    return options
 
 
-def check_student_fits_teacher(teacher: Teacher, model_args, config, tokenizer, block: int) -> None:
-    """Same vocabulary, same vocabulary size, enough positions. A fresh student takes the teacher's vocabulary
-    size unless --config_overrides names one (its logits are compared with the teacher's token by token)."""
-    check_same_tokenizer(tokenizer, teacher)
+def check_student_fits_teacher(teacher: Teacher, plan) -> None:
+    """Same vocabulary, same vocabulary size, enough positions: checked on the student's plan."""
+    check_same_tokenizer(plan.tokenizer, plan.tokenizer_source, teacher)
     teacher_vocab = teacher.model.config.vocab_size
-    if not continues_checkpoint(model_args) and "vocab_size" not in (model_args.config_overrides or ""):
-        config.vocab_size = teacher_vocab
-    require(config.vocab_size == teacher_vocab,
-            f"the student's vocab_size {config.vocab_size} differs from the teacher's {teacher_vocab} "
+    require(plan.config.vocab_size == teacher_vocab,
+            f"the student's vocab_size {plan.config.vocab_size} differs from the teacher's {teacher_vocab} "
             f"({teacher.path}); distillation needs the same vocabulary")
     positions = max_positions(teacher.model.config)
-    require(positions is None or block <= positions,
-            f"blocks of {block} tokens exceed the teacher's {positions} positions ({teacher.path}); "
+    require(positions is None or plan.block <= positions,
+            f"blocks of {plan.block} tokens exceed the teacher's {positions} positions ({teacher.path}); "
             f"use --max_seq_length <= {positions}")
 
 
-def check_same_tokenizer(tokenizer, teacher: Teacher) -> None:
-    """Refuse, in one line, a student tokenizer that is not the teacher's."""
-    source = getattr(tokenizer, "lmzoo_source", "the student's tokenizer")
+def check_same_tokenizer(tokenizer, source: str, teacher: Teacher) -> None:
+    """Refuse, in one line, a student tokenizer (from `source`) that is not the teacher's."""
     difference = vocabulary_difference(tokenizer, teacher.tokenizer)
     if difference is None and tokenizer(PROBE_TEXT)["input_ids"] != teacher.tokenizer(PROBE_TEXT)["input_ids"]:
         difference = f"they split {PROBE_TEXT!r} differently"

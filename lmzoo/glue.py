@@ -151,9 +151,12 @@ class GlueTrainer(GuardedTrainer):
     (`predict_in_file_order`) so that predictions map back to rows. (Checked against transformers 5.24.)
     """
 
-    def __init__(self, *args, train_lengths=None, task: GlueTask | None = None, **kwargs):
+    def __init__(self, *args, train_lengths=None, task: GlueTask | None = None, sampling_strategy: str | None = None,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.train_lengths = train_lengths
+        # run_glue.py's choice (grouped by default), without changing the parsed arguments
+        self.sampling_strategy = sampling_strategy or self.args.train_sampling_strategy
         self.task = task
         self.loss_is_a_batch_mean()  # *ForSequenceClassification: a mean over the batch
 
@@ -171,7 +174,7 @@ class GlueTrainer(GuardedTrainer):
         return output
 
     def _get_train_sampler(self, train_dataset=None):
-        if self.args.train_sampling_strategy == "group_by_length" and self.train_lengths is not None:
+        if self.sampling_strategy == "group_by_length" and self.train_lengths is not None:
             # one group per micro-step of all ranks: accelerate deals its consecutive batches out to the ranks
             batch = self.args.per_device_train_batch_size * max(1, self.args.world_size)
             seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
@@ -183,7 +186,8 @@ class GlueTrainer(GuardedTrainer):
 
 
 def build_trainer(model, training_args, tokenizer, task: GlueTask, train_dataset=None, eval_dataset=None,
-                  pad_to_max_length: bool = False, guard: DivergenceGuard | None = None):
+                  pad_to_max_length: bool = False, guard: DivergenceGuard | None = None,
+                  sampling_strategy: str | None = None):
     """The Trainer: dynamic padding (unless padded to max length already), GLUE metrics, length-sorted dev set."""
     if pad_to_max_length:
         collator = default_data_collator
@@ -196,6 +200,7 @@ def build_trainer(model, training_args, tokenizer, task: GlueTask, train_dataset
         model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
         processing_class=tokenizer, data_collator=collator, compute_metrics=metrics_function(task),
         train_lengths=train_dataset["length"] if train_dataset is not None else None, task=task,
+        sampling_strategy=sampling_strategy,
         callbacks=[guard] if guard is not None else None,
     )
 

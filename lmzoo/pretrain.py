@@ -2,11 +2,11 @@
 
     run = start_run(training_args, data_args)              # output folder checked, caches placed, seed set
     config = build_config(model_args, run)                  # preset / config.json / checkpoint / model type
-    raw = load_raw_corpus(data_args, run.hub_cache)         # (lmzoo.data)
-    tokenizer = build_tokenizer(model_args, config, raw, run)
-    model = build_model(model_args, config, tokenizer, AutoModelForX)
+    raw = load_raw_corpus(data_args, run.hub_cache)         # (lmzoo.corpus)
+    plan = plan_model(model_args, config, raw, run, block=block)   # (lmzoo.plan) tokenizer, vocabulary: final
+    model = build_model(plan, AutoModelForX)                # (lmzoo.plan)
     trainer = LmTrainer(...callbacks=run.callbacks(model, ...))
-    finish_run(trainer, run, ...)                           # train, evaluate, save, record
+    finish_run(trainer, run, plan, ...)                     # train, evaluate, save, record
 """
 
 import logging
@@ -18,19 +18,17 @@ import time
 from dataclasses import dataclass, field
 
 import transformers
-from safetensors import SafetensorError
 from transformers import set_seed
 
 from .cache import default_cache_dir
 from .checkpoints import check_model_folder
 from .callbacks import DivergenceGuard, ThroughputCallback
-from .logs import new_weights_note, quiet_library_logs
+from .logs import quiet_library_logs
 from .flops import device_peak_flops, flops_per_token, precision_of
 from .errors import UsageError, require
 from .presets import load_config, max_positions, preset_name
 from .records import batch_fields_of, hardware
 from .run_folder import exit_if_diverged, prepare_output_dir, train_and_save, write_results
-from .tokenizer import check_fits_model, load_tokenizer, trained_tokenizer
 
 logger = logging.getLogger("lmzoo")
 
@@ -139,95 +137,6 @@ def block_length(requested: int | None, default: int, config, flag: str) -> int:
     return requested
 
 
-def build_tokenizer(model_args, config, raw, run: Run):
-    """The named tokenizer, the checkpoint's, or one trained on the training split (cached by corpus)."""
-    from .corpus import corpus_fingerprint
-
-    if model_args.tokenizer_name:
-        tokenizer = load_tokenizer(model_args.tokenizer_name, run.hub_cache)
-        source = model_args.tokenizer_name
-    elif model_args.model_name_or_path and preset_name(model_args.model_name_or_path) is None:
-        tokenizer = load_tokenizer(model_args.model_name_or_path, run.hub_cache)
-        source = model_args.model_name_or_path
-    else:
-        requested = model_args.vocab_size or config.vocab_size
-        tokenizer = trained_tokenizer(config.model_type, raw["train"], "text", requested, corpus_fingerprint(raw),
-                                      run.cache_root, required=run.require_cache)
-        tokenizer.lmzoo_requested_size = requested
-        source = f"trained on the corpus ({len(tokenizer):,} tokens"
-        if len(tokenizer) > requested:
-            source += (f"; --vocab_size asked for {requested:,}, below the corpus's characters plus the special "
-                       "tokens, which every tokenizer keeps")
-            logger.warning("--vocab_size %d is below what a tokenizer of this corpus can have; it has %d tokens",
-                           requested, len(tokenizer))
-        elif len(tokenizer) < requested:
-            source += f"; {requested:,} were asked for, the corpus has no more distinct pieces to merge"
-        source += ")"
-    tokenizer.lmzoo_source = source
-    fit_vocabulary(model_args, config, tokenizer, on_gpu=torch_cuda_in_use(run.training_args))
-    logger.info("tokenizer: %s; the model's embedding table: %s rows%s", source, f"{config.vocab_size:,}",
-                "" if config.vocab_size == len(tokenizer) else
-                " (the config's size is kept: rows past the tokenizer's last id are never looked up)")
-    return tokenizer
-
-
-# Embedding rows are rounded up to a multiple of this on a GPU (matmul tiles; nanoGPT's 50,257 -> 50,304).
-GPU_VOCAB_MULTIPLE = 64
-
-
-def torch_cuda_in_use(training_args) -> bool:
-    import torch
-
-    return torch.cuda.is_available() and not training_args.use_cpu
-
-
-def fit_vocabulary(model_args, config, tokenizer, on_gpu: bool = False) -> None:
-    """A preset trained from scratch takes the tokenizer's size (a smaller vocabulary trains faster), rounded up to
-    --pad_vocab_to_multiple_of (GPU_VOCAB_MULTIPLE on a GPU); any other config must already have room for every
-    token, or the first step dies with an IndexError."""
-    from_scratch = not (model_args.model_name_or_path and preset_name(model_args.model_name_or_path) is None)
-    is_preset = preset_name(model_args.config_name or model_args.model_name_or_path) is not None
-    if from_scratch and is_preset and "vocab_size" not in (model_args.config_overrides or ""):
-        multiple = model_args.pad_vocab_to_multiple_of or (GPU_VOCAB_MULTIPLE if on_gpu else 1)
-        config.vocab_size = -(-len(tokenizer) // multiple) * multiple
-    check_fits_model(tokenizer, config, tokenizer.lmzoo_source)
-
-
-def suppress_unused_rows(model, tokenizer) -> None:
-    """Generation never emits an id the tokenizer does not have (the rows that pad the vocabulary): the saved
-    generation config suppresses them."""
-    rows = model.get_input_embeddings().num_embeddings
-    if rows > len(tokenizer) and getattr(model, "generation_config", None) is not None and model.can_generate():
-        model.generation_config.suppress_tokens = list(range(len(tokenizer), rows))
-
-
-def build_model(model_args, config, tokenizer, auto_class):
-    """A checkpoint to continue from, or a fresh model (its vocabulary already fitted by build_tokenizer)."""
-    if model_args.model_name_or_path and preset_name(model_args.model_name_or_path) is None:
-        try:
-            model, loading_info = auto_class.from_pretrained(model_args.model_name_or_path, config=config,
-                                                             output_loading_info=True)
-        except SafetensorError as err:
-            raise UsageError(f"--model_name_or_path {model_args.model_name_or_path}: its weights file is damaged or "
-                             f"cut short ({str(err).splitlines()[0][:200]})") from err
-        except (OSError, ValueError) as err:
-            raise UsageError(f"--model_name_or_path {model_args.model_name_or_path}: cannot load a checkpoint "
-                             f"({str(err).splitlines()[0][:200]})") from err
-        note = new_weights_note(loading_info)
-        if note:
-            logger.warning("--model_name_or_path %s: %s", model_args.model_name_or_path, note)
-        return model
-    for attr in ("pad_token_id", "bos_token_id", "eos_token_id"):
-        value = getattr(tokenizer, attr, None)
-        if value is not None and hasattr(config, attr):
-            setattr(config, attr, value)
-    if config.model_type == "t5":
-        config.decoder_start_token_id = tokenizer.pad_token_id
-    model = auto_class.from_config(config)
-    suppress_unused_rows(model, tokenizer)
-    return model
-
-
 def describe_corpus(data_args) -> str:
     """The corpus as the zoo names it: `train-*.txt.xz (validation: validation.txt.xz, test: test.txt.xz)`."""
     if data_args.train_file:
@@ -257,8 +166,8 @@ def initial_eval_loss(trainer) -> float | None:
     return None
 
 
-def finish_run(trainer, run: Run, *, script: str, model_args, data_args, config, tokenizer, block: int,
-               extra_record: dict | None = None, after_training=None, test_dataset=None) -> dict:
+def finish_run(trainer, run: Run, plan, *, script: str, model_args, data_args, extra_record: dict | None = None,
+               after_training=None, test_dataset=None) -> dict:
     """Train (resuming when a checkpoint is there), evaluate (validation, then `test_dataset` when given), save the
     model and tokenizer, write the records.
 
@@ -278,7 +187,7 @@ def finish_run(trainer, run: Run, *, script: str, model_args, data_args, config,
         if test_dataset is not None:
             metrics.update(trainer.evaluate(test_dataset, metric_key_prefix="test"))
     batch = batch_fields_of(args)
-    tokens_per_step = batch["effective_batch_size"] * block
+    tokens_per_step = batch["effective_batch_size"] * plan.block
     record = {
         "kind": "pretrain",
         "script": script,
@@ -286,16 +195,16 @@ def finish_run(trainer, run: Run, *, script: str, model_args, data_args, config,
         "status": status,
         "model": os.path.basename(os.path.normpath(args.output_dir)),
         "output_dir": os.path.abspath(args.output_dir),
-        "model_type": config.model_type,
+        "model_type": plan.config.model_type,
         "config_name": model_args.config_name or model_args.model_name_or_path or model_args.model_type,
         "config_overrides": model_args.config_overrides,
         "parameters": sum(p.numel() for p in trainer.model.parameters()),
         "embedding_rows": trainer.model.get_input_embeddings().num_embeddings,
-        "vocab_size": len(tokenizer),
-        "vocab_size_requested": getattr(tokenizer, "lmzoo_requested_size", None),
-        "tokenizer": tokenizer.lmzoo_source,
+        "vocab_size": len(plan.tokenizer),
+        "vocab_size_requested": plan.vocab_size_requested,
+        "tokenizer": plan.tokenizer_source,
         "corpus": describe_corpus(data_args),
-        "block_size": block,
+        "block_size": plan.block,
         "packing": "line by line" if data_args.line_by_line else data_args.packing,
         "train_samples": len(trainer.train_dataset) if trainer.train_dataset is not None else 0,
         "steps": trainer.state.global_step,
