@@ -19,7 +19,7 @@ import time
 
 from .errors import require, run_main
 from .glue_tasks import TASKS
-from .records import RECORD_NAME, atomic_write_json, atomic_write_text
+from .records import BATCH_FIELDS, GLUE_GRID_FIELDS, RECORD_NAME, atomic_write_json, atomic_write_text
 from .zoo_costs import glue_budget_table, markdown_table, pretrain_budget_table, pretrain_commands, sweep_commands
 from .zoo_figures import draw_figures
 from .zoo_reference import reference_lines
@@ -93,9 +93,9 @@ def best_json(cells: dict[tuple, GridCell], best: dict[tuple, GridCell], base: s
 
 def run_rows(records: list[dict], base: str) -> list[dict]:
     """Every GLUE run in one flat list (runs.json), failed ones included."""
-    keys = ("model", "task", "effective_batch_size", "per_device_train_batch_size", "gradient_accumulation_steps",
-            "world_size", "learning_rate", "num_train_epochs", "seed", "max_train_samples", "max_eval_samples",
-            "eval_examples", "combined_score", "undefined_metrics", "wall_time_s", "exit_code")
+    keys = tuple(dict.fromkeys(("model", *GLUE_GRID_FIELDS, *BATCH_FIELDS, "seed", "max_train_samples",
+                                "max_eval_samples", "eval_examples", "combined_score", "undefined_metrics",
+                                "wall_time_s", "exit_code")))
     rows = []
     for record in records:
         if record.get("kind") == "glue":
