@@ -34,10 +34,25 @@ def loader_workers() -> int:
     return max(1, min(MAX_LOADER_WORKERS, cores // 2))
 
 
-def apply_gpu_defaults(args, given: frozenset) -> dict:
-    """Set each GPU default whose flag is not in `given` on the TrainingArguments `args`; returns what was set."""
+# What each default needs of the GPU (compute capability): TF32 arrived with Ampere (8.0), and torch.compile's
+# Triton kernels need Volta (7.0); transformers refuses --tf32 below Ampere, so it is never set there.
+MINIMUM_CAPABILITY = {"tf32": (8, 0), "torch_compile": (7, 0)}
+
+
+def device_capability() -> tuple[int, int]:
+    import torch
+
+    return torch.cuda.get_device_capability(0)
+
+
+def apply_gpu_defaults(args, given: frozenset, capability: tuple[int, int] | None = None) -> dict:
+    """Set each GPU default whose flag is not in `given`, and that the GPU (its compute `capability`, measured when
+    not given) supports, on the TrainingArguments `args`; returns what was set."""
+    capability = capability or device_capability()
     applied = {}
     for name, value in GPU_DEFAULTS.items():
+        if capability < MINIMUM_CAPABILITY.get(name, (0, 0)):
+            continue
         if name not in given and getattr(args, name) != value:
             setattr(args, name, value)
             applied[name] = value

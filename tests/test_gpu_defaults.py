@@ -14,7 +14,7 @@ def plain_trainer_settings(**changes):
 
 def test_every_default_is_applied_when_no_flag_was_given():
     args = plain_trainer_settings()
-    applied = apply_gpu_defaults(args, frozenset())
+    applied = apply_gpu_defaults(args, frozenset(), capability=(9, 0))
     assert args.tf32 is True and args.torch_compile is True and args.optim == "adamw_torch_fused"
     assert args.dataloader_persistent_workers is True and args.dataloader_num_workers >= 1
     assert applied == {"tf32": True, "torch_compile": True, "optim": "adamw_torch_fused",
@@ -26,7 +26,7 @@ def test_a_flag_the_user_typed_wins_over_its_default():
                          "--output_dir", "x"])
     assert given == {"torch_compile", "optim", "dataloader_num_workers", "output_dir"}
     args = plain_trainer_settings()
-    applied = apply_gpu_defaults(args, given)
+    applied = apply_gpu_defaults(args, given, capability=(9, 0))
     assert args.torch_compile is False and args.optim == "adamw_torch" and args.dataloader_num_workers == 0
     # no workers: persistent workers would be refused by torch, so that default is not applied either
     assert args.dataloader_persistent_workers is False and set(applied) == {"tf32"}
@@ -36,3 +36,12 @@ def test_cpu_runs_keep_the_trainers_settings(tmp_path):
     (args,) = parse_args(PretrainingArguments, argv=["--output_dir", str(tmp_path / "out")])
     assert args.gpu_defaults_applied == {} and args.torch_compile is False and args.tf32 is None
     assert set(GPU_DEFAULTS) <= set(vars(args))  # every default names a real TrainingArguments field
+
+
+def test_an_older_gpu_gets_only_what_it_supports():
+    volta = plain_trainer_settings()
+    assert "tf32" not in apply_gpu_defaults(volta, frozenset(), capability=(7, 0))  # transformers would refuse it
+    assert volta.tf32 is None and volta.torch_compile is True
+    pascal = plain_trainer_settings()
+    applied = apply_gpu_defaults(pascal, frozenset(), capability=(6, 0))
+    assert "torch_compile" not in applied and "tf32" not in applied and pascal.optim == "adamw_torch_fused"
