@@ -390,3 +390,22 @@ def _flag_value(argv: list[str], flag: str) -> str | None:
         if arg.startswith(flag + "="):
             return arg.split("=", 1)[1]
     return None
+
+
+def publishable(record: dict, project_dir: str) -> dict:
+    """The record as it may be published (committed beside the tables it makes): every absolute path in it made
+    relative to `project_dir` (the folder the run was started from), or cut to its last part when it lies
+    elsewhere, so that no machine's folders are written out; the reader's `_path` dropped."""
+    project_dir = os.path.abspath(project_dir)
+
+    def clean(value):
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items() if k != "_path"}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        if isinstance(value, str) and os.path.isabs(value) and os.sep in value.strip():
+            inside = os.path.commonpath([project_dir, os.path.abspath(value)]) == project_dir
+            return os.path.relpath(value, project_dir) if inside else os.path.basename(value.rstrip(os.sep))
+        return value
+
+    return clean(record)

@@ -19,7 +19,8 @@ import time
 
 from .errors import require, run_main
 from .glue_tasks import TASKS
-from .records import BATCH_FIELDS, GLUE_GRID_FIELDS, RECORD_NAME, atomic_write_json, atomic_write_text
+from .records import (BATCH_FIELDS, GLUE_GRID_FIELDS, RECORD_NAME, atomic_write_json, atomic_write_text,
+                      publishable)
 from .zoo_costs import glue_budget_table, markdown_table, pretrain_budget_table, pretrain_commands, sweep_commands
 from .zoo_figures import draw_figures
 from .zoo_reference import reference_lines
@@ -291,9 +292,9 @@ def render_markdown(records: list[dict], cells: dict[tuple, GridCell], best: dic
 
 
 def build_zoo(results: list[str], out_dir: str | None = None, output: str | None = None,
-              figures_dir: str | None = None, includes: list[str] | None = None) -> dict:
+              figures_dir: str | None = None, includes: list[str] | None = None, publish: str | None = None) -> dict:
     """Read every record under `results`; write best.json, runs.json, figures and MODEL_ZOO.md (with the files of
-    `includes` in its methods section). Returns best.json."""
+    `includes` in its methods section), and with `publish` a copy of the records fit to commit. Returns best.json."""
     for path in includes or []:
         require(os.path.isfile(path), f"--include {path} is not a file")
     require(output is None or not os.path.isdir(output),
@@ -314,7 +315,22 @@ def build_zoo(results: list[str], out_dir: str | None = None, output: str | None
     for path in filter(None, (os.path.join(out_dir, "MODEL_ZOO.md"), output)):
         link_base = os.path.dirname(os.path.abspath(path))
         atomic_write_text(path, render_markdown(records, cells, best, figures, link_base, includes))
+    if publish:
+        publish_records(records, results, publish)
     return summary
+
+
+def publish_records(records: list[dict], results: list[str], destination: str) -> int:
+    """Copy the records the tables were built from into `destination`, each under its path below its --results
+    folder, with no absolute path left in it (lmzoo.records.publishable): the zoo then rebuilds from a clone."""
+    count = 0
+    for record in records:
+        root = next(r for r in map(os.path.abspath, results)
+                    if os.path.commonpath([r, record["_path"]]) == r)
+        relative = os.path.relpath(record["_path"], root)
+        atomic_write_json(os.path.join(destination, relative), publishable(record, os.path.dirname(root)))
+        count += 1
+    return count
 
 
 def _pretrain_summary(record: dict, base: str) -> dict:
@@ -335,13 +351,15 @@ def parse_args(argv=None):
     parser.add_argument("--figures", metavar="DIR", help="Where the PNGs go (default: <out_dir>/figures).")
     parser.add_argument("--include", action="append", metavar="FILE", default=[],
                         help="A markdown file (a benchmark's table) to add to the methods section (repeatable).")
+    parser.add_argument("--publish", metavar="DIR", help="Also copy the records into DIR with no absolute path in "
+                                                          "them (to commit beside MODEL_ZOO.md: --results DIR rebuilds it).")
     return parser.parse_args(argv)
 
 
 @run_main
 def main(argv=None) -> None:
     args = parse_args(argv)
-    summary = build_zoo(args.results, args.out_dir, args.output, args.figures, args.include)
+    summary = build_zoo(args.results, args.out_dir, args.output, args.figures, args.include, args.publish)
     out_dir = args.out_dir or os.path.join(args.results[0], "zoo")
     tasks = sum(len(by_task) for by_task in summary["glue"].values())
     print(f"zoo: {len(summary['pretrain'])} pretrained models, {tasks} best GLUE cells -> "
