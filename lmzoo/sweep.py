@@ -15,8 +15,9 @@ record, dev predictions. Resuming: a run whose record says completed (or diverge
 skipped; any other folder (a run killed halfway, a failed run) is cleared and run again. A failed run gets a
 record with status "failed", its exit code and its log, and the sweep goes on. Model weights and checkpoints are
 deleted once a run is recorded, unless KEEP_CHECKPOINTS=1. Runs go one per visible GPU in parallel (each worker
-sees one GPU through CUDA_VISIBLE_DEVICES), one at a time on CPU; on a CPU shared with other jobs,
-OMP_NUM_THREADS=1 can be several times faster than oversubscribed threads. At the end the zoo tables and figures
+sees one GPU through CUDA_VISIBLE_DEVICES), one at a time on CPU unless CPU_JOBS=N (N runs side by side, each
+with cores / N threads: small models train faster that way); on a CPU shared with other jobs, OMP_NUM_THREADS=1
+can be several times faster than oversubscribed threads. At the end the zoo tables and figures
 are rebuilt under OUTPUT_ROOT/zoo (see lmzoo.zoo).
 
 Before the first run, everything that is the user's to fix is checked and stops the sweep at once with one line:
@@ -176,6 +177,8 @@ def describe_plan(settings: Settings, points: list, todo: list, skipped: dict, d
         lines.append(f"sweep: skipping {task}: its data is missing under {settings.glue_dir} ({why})")
     if devices == [None]:
         where = "CPU, one run at a time"
+    elif all(device is None for device in devices):
+        where = f"CPU, {len(devices)} runs side by side"
     else:
         where = "1 GPU" if len(devices) == 1 else f"{len(devices)} GPUs in parallel"
     lines.append(f"sweep: {len(points)} runs planned, {len(points) - len(todo)} already finished, "
@@ -192,6 +195,8 @@ def sweep(settings: Settings) -> int:
         todo = [p for p in points if not is_finished(p.folder(settings))]
         check_task_data(settings, [p.task for p in todo])
         devices = visible_gpus()
+        if devices == [None]:
+            devices = [None] * settings.cpu_jobs  # CPU: this many runs side by side
         print(describe_plan(settings, points, todo, skipped, devices), flush=True)
         if settings.dry_run:
             for point in todo:

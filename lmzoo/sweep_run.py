@@ -117,6 +117,11 @@ def remove_weights(folder: str) -> None:
             os.unlink(path)
 
 
+def cpu_threads_per_job(jobs: int) -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // jobs)
+
+
 class Runner:
     """Runs grid points as subprocesses, one per device; remembers them so an interrupt can stop them all."""
 
@@ -155,6 +160,8 @@ class Runner:
         env = dict(os.environ)
         if device is not None:
             env["CUDA_VISIBLE_DEVICES"] = device
+        elif self.settings.cpu_jobs > 1 and "OMP_NUM_THREADS" not in env:
+            env["OMP_NUM_THREADS"] = str(cpu_threads_per_job(self.settings.cpu_jobs))  # no oversubscription
         with open(log, "w", encoding="utf-8") as log_file:
             log_file.write(f"# {shlex.join(command)}\n")
             log_file.flush()

@@ -42,6 +42,7 @@ class Settings:
     runner: tuple  # the training command, before its arguments
     extra_args: tuple
     dry_run: bool = False
+    cpu_jobs: int = 1  # runs side by side on a CPU-only machine, each with its share of the cores
 
     @property
     def model_root(self) -> str:
@@ -169,6 +170,9 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--runner", default=env("SWEEP_RUNNER"),
                         help="The training command the grid arguments are appended to (env SWEEP_RUNNER; default: "
                              "this Python with run_glue.py). Tests substitute a stand-in.")
+    parser.add_argument("--cpu_jobs", default=env("CPU_JOBS", "1"),
+                        help="On a machine without GPUs, runs side by side, each with cores / N threads (env "
+                             "CPU_JOBS; default 1). Small models train faster as several one-thread runs.")
     parser.add_argument("--dry_run", action="store_true", help="Print the plan and exit.")
     return parser
 
@@ -199,9 +203,10 @@ def parse_settings(argv: list[str], description: str | None = None) -> Settings:
     model, label = resolve_model(args.model, output_root)
     if glue_dir is None:
         check_hub_reachable()
+    (cpu_jobs,) = parse_numbers(args.cpu_jobs, "CPU_JOBS", int)
     return Settings(model, args.name or label, tasks, batch_sizes, learning_rates, epochs, seeds, max_train_samples,
                     os.path.abspath(glue_dir) if glue_dir else None, glue_dir, output_root, args.keep_checkpoints,
-                    runner, tuple(extra), args.dry_run)
+                    runner, tuple(extra), args.dry_run, cpu_jobs)
 
 
 def check_hub_reachable() -> None:

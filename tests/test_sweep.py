@@ -28,7 +28,8 @@ bs, lr = int(value("--per_device_train_batch_size")), float(value("--learning_ra
 point = f"{task}:{bs}:{lr:g}"
 started = time.time()
 with open(os.environ["FAKE_CALLS"], "a") as calls:
-    calls.write(json.dumps({"point": point, "args": args, "gpu": os.environ.get("CUDA_VISIBLE_DEVICES")}) + "\n")
+    calls.write(json.dumps({"point": point, "args": args, "gpu": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                            "threads": os.environ.get("OMP_NUM_THREADS")}) + "\n")
 if point in os.environ.get("FAKE_HANG", "").split():
     open(os.path.join(out, "half_written.safetensors"), "w").close()
     time.sleep(600)
@@ -76,7 +77,8 @@ def fake(tmp_path, monkeypatch):
     env = {"SWEEP_RUNNER": f"{sys.executable} {runner}", "FAKE_CALLS": str(tmp_path / "calls.jsonl"),
            "GLUE_DIR": str(glue_dir), "OUTPUT_ROOT": str(tmp_path / "out"), "TASKS": "rte mrpc",
            "BATCH_SIZES": "16 32", "LEARNING_RATES": "5e-5 1e-4", "EPOCHS": "1", "SEEDS": "42"}
-    for name in ("KEEP_CHECKPOINTS", "MAX_TRAIN_SAMPLES", "MODEL_NAME", "FAKE_FAIL", "FAKE_DISK_FULL"):
+    for name in ("KEEP_CHECKPOINTS", "MAX_TRAIN_SAMPLES", "MODEL_NAME", "FAKE_FAIL", "FAKE_DISK_FULL", "CPU_JOBS",
+                 "OMP_NUM_THREADS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # no GPU, on any machine: one run at a time
     for name, value in env.items():
@@ -132,6 +134,17 @@ def test_sweep_runs_the_grid_and_writes_the_tables(fake, capsys):
     assert sorted(os.listdir(fake.out / "zoo" / "figures")) == ["glue_tiny-bert_mrpc.png", "glue_tiny-bert_rte.png"]
     assert "| tiny-bert | - | - | 4.20/4.20 |" in (fake.out / "zoo" / "MODEL_ZOO.md").read_text()
     assert "8 runs planned, 0 already finished, 8 to run (CPU, one run at a time)" in capsys.readouterr().out
+
+
+def test_cpu_jobs_run_side_by_side_each_with_its_share_of_the_cores(fake, capsys, monkeypatch):
+    from lmzoo.sweep_run import cpu_threads_per_job
+
+    monkeypatch.setenv("CPU_JOBS", "2")
+    assert run_sweep(fake.model) == 0
+    assert "8 runs planned, 0 already finished, 8 to run (CPU, 2 runs side by side)" in capsys.readouterr().out
+    calls = fake.calls()
+    assert len(calls) == 8 and {c["threads"] for c in calls} == {str(cpu_threads_per_job(2))}
+    assert len({c["point"] for c in calls}) == 8  # each point once, whichever worker took it
 
 
 def test_tasks_without_data_are_skipped_with_a_note(fake, capsys):
