@@ -16,8 +16,8 @@ skipped; any other folder (a run killed halfway, a failed run) is cleared and ru
 record with status "failed", its exit code and its log, and the sweep goes on. Model weights and checkpoints are
 deleted once a run is recorded, unless KEEP_CHECKPOINTS=1. Runs go one per visible GPU in parallel (each worker
 sees one GPU through CUDA_VISIBLE_DEVICES), one at a time on CPU unless CPU_JOBS=N (N runs side by side, each
-with cores / N threads: small models train faster that way); on a CPU shared with other jobs, OMP_NUM_THREADS=1
-can be several times faster than oversubscribed threads. At the end the zoo tables and figures
+with cores / N threads); on a CPU shared with other jobs, OMP_NUM_THREADS=1 can be several times faster than
+oversubscribed threads. At the end the zoo tables and figures
 are rebuilt under OUTPUT_ROOT/zoo (see lmzoo.zoo).
 
 Before the first run, everything that is the user's to fix is checked and stops the sweep at once with one line:

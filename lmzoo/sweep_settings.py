@@ -172,7 +172,7 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
                              "this Python with run_glue.py). Tests substitute a stand-in.")
     parser.add_argument("--cpu_jobs", default=env("CPU_JOBS", "1"),
                         help="On a machine without GPUs, runs side by side, each with cores / N threads (env "
-                             "CPU_JOBS; default 1). Small models train faster as several one-thread runs.")
+                             "CPU_JOBS; default 1).")
     parser.add_argument("--dry_run", action="store_true", help="Print the plan and exit.")
     return parser
 
