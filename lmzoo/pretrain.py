@@ -28,6 +28,7 @@ from .flops import device_peak_flops, flops_per_token, precision_of
 from .errors import UsageError, require
 from .presets import load_config, max_positions, preset_name
 from .records import batch_fields_of, hardware
+from .tokenizer import tokenizer_fingerprint
 from .run_folder import exit_if_diverged, prepare_output_dir, train_and_save, write_results
 
 logger = logging.getLogger("lmzoo")
@@ -203,6 +204,7 @@ def finish_run(trainer, run: Run, plan, *, script: str, model_args, data_args, e
         "vocab_size": len(plan.tokenizer),
         "vocab_size_requested": plan.vocab_size_requested,
         "tokenizer": plan.tokenizer_source,
+        "tokenizer_fingerprint": tokenizer_fingerprint(plan.tokenizer),  # two runs, the same vocabulary?
         "corpus": describe_corpus(data_args),
         "block_size": plan.block,
         "packing": "line by line" if data_args.line_by_line else data_args.packing,

@@ -84,6 +84,7 @@ class PretrainRecord(RunRecord, total=False):
     vocab_size: int  # the tokenizer's actual number of tokens
     vocab_size_requested: int | None  # --vocab_size (or the preset's) when a tokenizer was trained
     tokenizer: str  # where the tokenizer came from
+    tokenizer_fingerprint: str  # a hash of the whole tokenizer: equal fingerprints, the same token ids
     corpus: str
     block_size: int
     packing: str
