@@ -29,6 +29,7 @@ import json
 import math
 import os
 import platform
+import re
 import shlex
 import shutil
 import tempfile
@@ -404,9 +405,12 @@ def publishable(record: dict, project_dir: str) -> dict:
             return {k: clean(v) for k, v in value.items() if k != "_path"}
         if isinstance(value, list):
             return [clean(v) for v in value]
-        if isinstance(value, str) and os.path.isabs(value) and os.sep in value.strip():
-            inside = os.path.commonpath([project_dir, os.path.abspath(value)]) == project_dir
-            return os.path.relpath(value, project_dir) if inside else os.path.basename(value.rstrip(os.sep))
+        if isinstance(value, str):  # a path, or one inside a text ("glue_dir:/data/glue", a command line)
+            return re.sub(r"(?<![\w.~-])/[^\s:;,'\"]+", lambda match: relative(match.group(0)), value)
         return value
+
+    def relative(path: str) -> str:
+        inside = os.path.commonpath([project_dir, os.path.abspath(path)]) == project_dir
+        return os.path.relpath(path, project_dir) if inside else os.path.basename(path.rstrip(os.sep))
 
     return clean(record)

@@ -344,13 +344,15 @@ def test_a_published_curve_is_compared_at_equal_tokens(monkeypatch):
 def test_published_records_hold_no_absolute_path_and_rebuild_the_same_tables(grid_results, tmp_path):
     project = grid_results.parent
     write_record(grid_results / "bert-tiny", pretrain_record(output_dir=str(project / "outputs" / "bert-tiny"),
-                                                             tokenizer=str(tmp_path.parent / "elsewhere" / "tok")))
+                                                             tokenizer=str(tmp_path.parent / "elsewhere" / "tok"),
+                                                             data=f"glue_dir:{tmp_path.parent / 'glue'}"))
     published = tmp_path / "published"
     first = zoo.build_zoo([str(grid_results)], out_dir=str(tmp_path / "a"), publish=str(published))
     texts = [p.read_text() for p in published.rglob(RECORD_NAME)]
     assert len(texts) == 6 and not any(str(tmp_path.parent) in text for text in texts)
     record = json.loads((published / "bert-tiny" / RECORD_NAME).read_text())
     assert record["output_dir"] == os.path.join("outputs", "bert-tiny") and record["tokenizer"] == "tok"
+    assert record["data"] == "glue_dir:glue" and record["learning_rate"] == 1e-3
     again = zoo.build_zoo([str(published)], out_dir=str(tmp_path / "b"))
     assert again["glue"] == first["glue"] or all(
         again["glue"][m][t]["combined_score"] == first["glue"][m][t]["combined_score"]
