@@ -29,7 +29,6 @@ import json
 import math
 import os
 import platform
-import re
 import shlex
 import shutil
 import tempfile
@@ -392,25 +391,3 @@ def _flag_value(argv: list[str], flag: str) -> str | None:
         if arg.startswith(flag + "="):
             return arg.split("=", 1)[1]
     return None
-
-
-def publishable(record: dict, project_dir: str) -> dict:
-    """The record as it may be published (committed beside the tables it makes): every absolute path in it made
-    relative to `project_dir` (the folder the run was started from), or cut to its last part when it lies
-    elsewhere, so that no machine's folders are written out; the reader's `_path` dropped."""
-    project_dir = os.path.abspath(project_dir)
-
-    def clean(value):
-        if isinstance(value, dict):
-            return {k: clean(v) for k, v in value.items() if k != "_path"}
-        if isinstance(value, list):
-            return [clean(v) for v in value]
-        if isinstance(value, str):  # a path, or one inside a text ("glue_dir:/data/glue", a command line)
-            return re.sub(r"(?<![\w.~-])/[^\s:;,'\"]+", lambda match: relative(match.group(0)), value)
-        return value
-
-    def relative(path: str) -> str:
-        inside = os.path.commonpath([project_dir, os.path.abspath(path)]) == project_dir
-        return os.path.relpath(path, project_dir) if inside else os.path.basename(path.rstrip(os.sep))
-
-    return clean(record)

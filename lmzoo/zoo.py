@@ -14,13 +14,13 @@ a loss curve per pretraining run). --output writes the same markdown elsewhere, 
 
 import argparse
 import os
+import re
 import sys
 import time
 
 from .errors import require, run_main
 from .glue_tasks import TASKS
-from .records import (BATCH_FIELDS, GLUE_GRID_FIELDS, RECORD_NAME, atomic_write_json, atomic_write_text,
-                      publishable)
+from .records import BATCH_FIELDS, GLUE_GRID_FIELDS, RECORD_NAME, atomic_write_json, atomic_write_text
 from .zoo_costs import glue_budget_table, markdown_table, pretrain_budget_table, pretrain_commands, sweep_commands
 from .zoo_figures import draw_figures
 from .zoo_reference import reference_lines
@@ -320,9 +320,31 @@ def build_zoo(results: list[str], out_dir: str | None = None, output: str | None
     return summary
 
 
+def publishable(record: dict, project_dir: str) -> dict:
+    """The record as it may be published (committed beside the tables it makes): every absolute path in it made
+    relative to `project_dir` (the folder the run was started from), or cut to its last part when it lies
+    elsewhere, so that no machine's folders are written out; the reader's `_path` dropped."""
+    project_dir = os.path.abspath(project_dir)
+
+    def clean(value):
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items() if k != "_path"}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        if isinstance(value, str):  # a path, or one inside a text ("glue_dir:/data/glue", a command line)
+            return re.sub(r"(?<![\w.~-])/[^\s:;,'\"]+", lambda match: relative(match.group(0)), value)
+        return value
+
+    def relative(path: str) -> str:
+        inside = os.path.commonpath([project_dir, os.path.abspath(path)]) == project_dir
+        return os.path.relpath(path, project_dir) if inside else os.path.basename(path.rstrip(os.sep))
+
+    return clean(record)
+
+
 def publish_records(records: list[dict], results: list[str], destination: str) -> int:
     """Copy the records the tables were built from into `destination`, each under its path below its --results
-    folder, with no absolute path left in it (lmzoo.records.publishable): the zoo then rebuilds from a clone."""
+    folder, with no absolute path left in it (publishable): the zoo then rebuilds from a clone."""
     count = 0
     for record in records:
         root = next(r for r in map(os.path.abspath, results)
