@@ -23,6 +23,7 @@ import numpy as np
 from .cache import build_once
 from .args import DataArguments
 from .corpus import corpus_fingerprint
+from .cpus import available_cpus
 from .diskspace import out_of_space_in, require_free_space, tokenized_build_bytes
 from .errors import UsageError, require
 from .records import atomic_write_json
@@ -131,33 +132,6 @@ def _line_batch(batch, tokenizer, max_length: int):
 def default_num_workers(n_rows: int) -> int:
     """One process for a small corpus (forking costs more than it saves), else every core this process may use."""
     return 1 if n_rows < 20_000 else available_cpus()
-
-
-def available_cpus(cgroup_root: str = "/sys/fs/cgroup") -> int:
-    """The cores this process may use: its CPU affinity, capped by a cgroup CPU quota (a container's --cpus)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    quota = _cgroup_cpu_quota(cgroup_root)
-    return max(1, min(cores, quota) if quota else cores)
-
-
-def _cgroup_cpu_quota(root: str) -> int | None:
-    """Whole CPUs a cgroup quota allows (v2 cpu.max, else v1 cfs quota/period), or None without a quota."""
-    try:
-        with open(os.path.join(root, "cpu.max")) as f:
-            quota, period = f.read().split()[:2]
-        if quota != "max":
-            return max(1, int(quota) // int(period))
-        return None
-    except (OSError, ValueError):
-        pass
-    try:
-        with open(os.path.join(root, "cpu", "cpu.cfs_quota_us")) as f:
-            quota = int(f.read())
-        with open(os.path.join(root, "cpu", "cpu.cfs_period_us")) as f:
-            period = int(f.read())
-        return max(1, quota // period) if quota > 0 else None
-    except (OSError, ValueError):
-        return None
 
 
 def id_dtype(vocab_size: int) -> str:

@@ -8,7 +8,8 @@ applied (`gpu_defaults`).
 """
 
 import contextvars
-import os
+
+from .cpus import available_cpus
 
 # TrainingArguments field -> the value a CUDA run gets unless the flag was given.
 GPU_DEFAULTS = {
@@ -30,8 +31,7 @@ def flags_given(argv: list[str]) -> frozenset:
 
 
 def loader_workers() -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(MAX_LOADER_WORKERS, cores // 2))
+    return max(1, min(MAX_LOADER_WORKERS, available_cpus() // 2))
 
 
 # What each default needs of the GPU (compute capability): TF32 arrived with Ampere (8.0), and torch.compile's

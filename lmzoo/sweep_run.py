@@ -10,6 +10,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from .cpus import available_cpus
 from .errors import EXIT_OUT_OF_SPACE
 from .records import (FINISHED_STATUSES, RECORD_NAME, RecordError, batch_fields, glue_failure_record, load_record,
                       write_record)
@@ -118,8 +119,7 @@ def remove_weights(folder: str) -> None:
 
 
 def cpu_threads_per_job(jobs: int) -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // jobs)
+    return max(1, available_cpus() // jobs)
 
 
 class Runner:
