@@ -300,8 +300,17 @@ class DataArguments:
     require_cache: bool = field(default=False, metadata={
         "help": "Use the tokenizer and tokenized cache a --prepare_only run built, read-only; stop with one line if "
                 "they are missing instead of building them (multi-node jobs)."})
+    streaming: bool = field(default=False, metadata={
+        "help": "Read the training split as it trains: tokenized and packed on the fly, never stored, resumed exactly "
+                "from a checkpoint (needs --max_steps). Local .txt/.jsonl/.parquet files (or compressed), or a Hub "
+                "dataset. Held-out splits are still tokenized once and cached."})
+    shuffle_buffer: int = field(default=10_000, metadata={
+        "help": "With --streaming: blocks shuffled in a buffer of this many (0: in corpus order)."})
 
     def __post_init__(self):
+        require(self.shuffle_buffer >= 0, f"--shuffle_buffer must be 0 or more, got {self.shuffle_buffer}")
+        require(not (self.streaming and self.max_train_samples),
+                "--max_train_samples trims a stored training split; with --streaming, bound the run with --max_steps")
         for flag in ("max_train_samples", "max_eval_samples", "max_seq_length", "preprocessing_num_workers"):
             value = getattr(self, flag)
             # --max_eval_samples 0 would "evaluate" nothing and publish loss 0 / perplexity 1

@@ -10,13 +10,12 @@ Where text comes from (first match wins):
 
 The text column is `--text_column` (default `text`, which also reads OpenAI's GPT-2 output dataset jsonl). Without
 a validation split, `--validation_split_percentage` of the training documents (the first ones, as in the
-Hugging Face examples) become the validation split. Tokenizing and packing: lmzoo.data.
+Hugging Face examples) become the validation split. Tokenizing and packing: lmzoo.data. With --streaming the
+training split is read on the fly instead (lmzoo.streaming); only its head is read here.
 """
 
-import bz2
 import csv
 import glob
-import gzip
 import hashlib
 import json
 import logging
@@ -26,8 +25,10 @@ import re
 import sys
 
 from .cache import build_once, default_cache_dir
+from .cpus import available_cpus
 from .args import DataArguments
 from .errors import UsageError, require
+from .readers import COMPRESSIONS, PARAGRAPH_GROUP_LINES, Progress, paragraph_groups
 
 FILE_BUILDERS = {
     ".txt": "text", ".raw": "text", ".tokens": "text",
@@ -35,7 +36,6 @@ FILE_BUILDERS = {
     ".csv": "csv", ".tsv": "csv",
     ".parquet": "parquet",
 }
-COMPRESSIONS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 SPLIT_ALIASES = {"train": "train", "validation": "validation", "valid": "validation", "val": "validation",
                  "dev": "validation", "test": "test"}
 # Hub datasets whose script-based loaders current `datasets` no longer runs -> their parquet successors.
@@ -88,7 +88,8 @@ def _load(builder: str, data_files: dict, options: dict, cache_dir: str | None, 
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)
     try:
-        return load_dataset(builder, data_files=data_files, cache_dir=cache_dir, **dict(options))
+        return load_dataset(builder, data_files=data_files, cache_dir=cache_dir, num_proc=reading_workers(data_files),
+                            **dict(options))
     except UnicodeDecodeError as err:
         raise UsageError(f"{culprit} is not UTF-8 text: {err.reason} at byte {err.start}") from err
     except Exception as err:  # datasets wraps parser errors in several types; name the input, not the library
@@ -99,6 +100,14 @@ def _load(builder: str, data_files: dict, options: dict, cache_dir: str | None, 
         raise UsageError(f"{culprit} could not be read as {builder}: {str(err).splitlines()[0][:300]}") from err
     finally:
         quiet.setLevel(level)
+
+
+def reading_workers(data_files: dict) -> int | None:
+    """Files are read (decompressed, parsed, written as Arrow) in parallel, one process per file up to the cores
+    available; a single file is one stream (a .gz cannot be split): shard large corpora for speed."""
+    files = max(len([paths] if isinstance(paths, str) else paths) for paths in data_files.values())
+    workers = min(files, available_cpus())
+    return workers if workers > 1 else None
 
 
 def first_bad_line(path: str, builder: str, options: dict) -> str | None:
@@ -173,27 +182,26 @@ def data_file_flags(args: DataArguments) -> dict:
     return {split: value for split, value in given.items() if value[1]}
 
 
-def load_from_files(args: DataArguments, cache_dir: str | None):
+def load_from_files(args: DataArguments, cache_dir: str | None, splits=("train", "validation", "test")):
     files = {}
-    builders = set()
     for split, (flag, pattern) in data_file_flags(args).items():
-        files[split] = expand_files(pattern, flag)
-        for path in files[split]:
-            check_readable_file(path, flag)
-            builders.add(builder_for(path, flag))
+        if split in splits:
+            files[split] = expand_files(pattern, flag)
+            for path in files[split]:
+                check_readable_file(path, flag)
+    builders = {builder_for(path, "--train_file") for paths in files.values() for path in paths}
     if len(builders) > 1:
         raise UsageError("--train_file, --validation_file and --test_file must have the same format, got "
                          + ", ".join(sorted(b for b, _ in builders)))
-    builder, options = builders.pop()
+    return _load_files(files, args, cache_dir, " and ".join(p for ps in files.values() for p in ps))
+
+
+def _load_files(files: dict, args: DataArguments, cache_dir: str | None, culprit: str):
+    """split -> files of one format, read: plain text as paragraphs (or lines with --line_by_line)."""
+    builder, options = builder_for(next(iter(files.values()))[0], "--train_file")
     if builder == "text" and not args.line_by_line:
         return _paragraph_corpus(files, cache_dir)
-    return _load(builder, files, options, cache_dir, " and ".join(p for ps in files.values() for p in ps))
-
-
-# Plain text is a document per paragraph (a run of non-blank lines, newlines kept): a document boundary is a blank
-# line, not every line end. Paragraphs are joined within groups of this many lines from the start of the file (a
-# paragraph that spans two groups is two documents), as lmzoo always has, so that the blocks do not change.
-PARAGRAPH_GROUP_LINES = 10_000
+    return _load(builder, files, options, cache_dir, culprit)
 
 
 def _paragraph_corpus(files: dict, cache_dir: str | None):
@@ -211,50 +219,16 @@ def _paragraph_corpus(files: dict, cache_dir: str | None):
         key = hashlib.sha256(json.dumps([PARAGRAPH_GROUP_LINES, paths, stamps]).encode()).hexdigest()[:16]
         folder = os.path.join(root, f"{split}-{key}")
 
-        def build(tmp, paths=paths):
+        def build(tmp, paths=paths, split=split):
             schema = pa.schema([("text", pa.string())])
+            progress = Progress(f"reading the {split} text", sum(os.path.getsize(p) for p in paths))
             with pa.OSFile(os.path.join(tmp, "paragraphs.arrow"), "wb") as sink, pa.ipc.new_stream(sink, schema) as out:
-                for batch in _text_paragraphs(paths):
+                for _, _, batch in paragraph_groups(paths, progress=progress):
                     out.write_batch(pa.record_batch([pa.array(batch, pa.string())], schema=schema))
 
         build_once(folder, build, f"the paragraphs of {', '.join(paths)}")
         splits[split] = Dataset.from_file(os.path.join(folder, "paragraphs.arrow"))
     return DatasetDict(splits)
-
-
-def _text_paragraphs(paths: list):
-    """Lists of paragraphs, one per group of PARAGRAPH_GROUP_LINES lines."""
-    lines = []
-    for path in paths:
-        opener = COMPRESSIONS.get(os.path.splitext(path.lower())[1], open)
-        try:
-            # text mode, as the datasets text builder reads: universal newlines, lines split on "\n" only
-            with opener(path, "rt", encoding="utf-8") as f:
-                while chunk := f.read(1 << 24):
-                    chunk += f.readline()  # end on a line end
-                    lines.extend(chunk.split("\n"))
-                    if chunk.endswith("\n"):
-                        lines.pop()  # the empty string after the last line end is not a line
-                    while len(lines) >= PARAGRAPH_GROUP_LINES:
-                        yield _paragraphs({"text": lines[:PARAGRAPH_GROUP_LINES]})["text"]
-                        del lines[:PARAGRAPH_GROUP_LINES]
-        except UnicodeDecodeError as err:
-            raise UsageError(f"{path} is not UTF-8 text: {err.reason} at byte {err.start} of a block read") from err
-    if lines:
-        yield _paragraphs({"text": lines})["text"]
-
-
-def _paragraphs(batch):
-    paragraphs, current = [], []
-    for line in batch["text"]:
-        if line.strip():
-            current.append(line)
-        elif current:
-            paragraphs.append("\n".join(current))
-            current = []
-    if current:
-        paragraphs.append("\n".join(current))
-    return {"text": paragraphs}
 
 
 def _split_of(file_name: str) -> str | None:
@@ -273,16 +247,29 @@ def load_from_dir(args: DataArguments, cache_dir: str | None):
     if os.path.isfile(os.path.join(folder, "dataset_dict.json")) or os.path.isfile(os.path.join(folder, "state.json")):
         loaded = load_from_disk(folder)
         return loaded if isinstance(loaded, DatasetDict) else DatasetDict({"train": loaded})
-    all_files = sorted(os.path.join(root, name) for root, _, names in os.walk(folder) for name in names
-                       if not name.startswith("."))
-    arrow = [f for f in all_files if f.endswith(".arrow") and not os.path.basename(f).startswith("cache-")]
+    arrow = _arrow_shards(folder)
     if arrow:  # a datasets cache: <name>-<split>[-NNNNN-of-NNNNN].arrow
         by_split = {}
         for path in arrow:
             match = re.search(r"-(train|validation|test)(-\d+-of-\d+)?\.arrow$", os.path.basename(path))
             by_split.setdefault(match.group(1) if match else "train", []).append(path)
         return _load("arrow", by_split, (), cache_dir, f"--dataset_dir {folder}")
-    usable = [f for f in all_files if _has_known_extension(f)]
+    return _load_files(dataset_dir_files(folder), args, cache_dir, f"--dataset_dir {folder}")
+
+
+def _folder_files(folder: str) -> list[str]:
+    return sorted(os.path.join(root, name) for root, _, names in os.walk(folder) for name in names
+                  if not name.startswith("."))
+
+
+def _arrow_shards(folder: str) -> list[str]:
+    return [f for f in _folder_files(folder) if f.endswith(".arrow") and not os.path.basename(f).startswith("cache-")]
+
+
+def dataset_dir_files(folder: str) -> dict:
+    """split -> the text/jsonl/csv/parquet files of a --dataset_dir folder (split by file name), checked readable."""
+    require(os.path.isdir(folder), f"--dataset_dir {folder} is not a folder")
+    usable = [f for f in _folder_files(folder) if _has_known_extension(f)]
     if not usable:
         raise UsageError(f"--dataset_dir {folder} holds no dataset: expected save_to_disk output, .arrow shards, "
                          f"or files ending in {', '.join(sorted(FILE_BUILDERS))}")
@@ -295,10 +282,7 @@ def load_from_dir(args: DataArguments, cache_dir: str | None):
         by_split.setdefault(_split_of(os.path.basename(path)) or "train", []).append(path)
     if "train" not in by_split:
         raise UsageError(f"--dataset_dir {folder}: no training files (names containing 'train', or without a split name)")
-    builder, options = builders.pop()
-    if builder == "text" and not args.line_by_line:
-        return _paragraph_corpus(by_split, cache_dir)
-    return _load(builder, by_split, options, cache_dir, f"--dataset_dir {folder}")
+    return by_split
 
 
 def _has_known_extension(path: str) -> bool:
@@ -333,27 +317,45 @@ def load_demo():
 
 
 def load_raw_corpus(args: DataArguments, cache_dir: str | None = None):
-    """A DatasetDict with `train` and `validation`, holding only the text column (renamed `text`)."""
+    """A DatasetDict with `train` and `validation` (and `test` with --test_file), holding only the text column
+    (renamed `text`). With --streaming, `train` is only the stream's head (lmzoo.streaming), for a tokenizer to
+    learn from, and the DatasetDict's `stream_head` says where the stream itself starts."""
     from datasets import DatasetDict
 
     require(not args.test_file or args.train_file, "--test_file goes with --train_file (local files); "
                                                    "a --dataset_dir or Hub test split is not evaluated")
-    if args.train_file:
-        raw = load_from_files(args, cache_dir)
-        source = args.train_file
-    elif args.dataset_dir:
-        raw = load_from_dir(args, cache_dir)
-        source = args.dataset_dir
-    elif args.dataset_name == "demo":
-        raw = load_demo()
-        source = "the embedded demo corpus"
-    elif args.dataset_name:
-        raw = load_from_hub(args, cache_dir)
-        source = args.dataset_name
-    else:
-        raise UsageError("no training data: give --train_file (a local .txt/.jsonl/...), --dataset_dir, or "
-                         "--dataset_name (a Hub dataset, or `demo` for the embedded demo corpus)")
+    if args.streaming:
+        from .stream_head import load_streaming_corpus
+
+        return load_streaming_corpus(args, cache_dir)
+    raw, source = _load_source(args, cache_dir)
     require("train" in raw, f"{source}: no train split (found {', '.join(raw) or 'none'})")
+    raw = _text_column_only(raw, source, args)
+    if "validation" not in raw:
+        pct = args.validation_split_percentage
+        require(0 < pct < 100, f"--validation_split_percentage must be between 1 and 99, got {pct}")
+        train = raw["train"]
+        require(len(train) >= 2, f"{source} holds a single document, too few to hold out a validation split; "
+                                 "give --validation_file (or separate documents with blank lines)")
+        n_val = max(1, len(train) * pct // 100)
+        raw = DatasetDict({"validation": train.select(range(n_val)), "train": train.select(range(n_val, len(train)))})
+    return _kept_splits(raw, source, args)
+
+
+def _load_source(args: DataArguments, cache_dir: str | None):
+    if args.train_file:
+        return load_from_files(args, cache_dir), args.train_file
+    if args.dataset_dir:
+        return load_from_dir(args, cache_dir), args.dataset_dir
+    if args.dataset_name == "demo":
+        return load_demo(), "the embedded demo corpus"
+    if args.dataset_name:
+        return load_from_hub(args, cache_dir), args.dataset_name
+    raise UsageError("no training data: give --train_file (a local .txt/.jsonl/...), --dataset_dir, or "
+                     "--dataset_name (a Hub dataset, or `demo` for the embedded demo corpus)")
+
+
+def _text_column_only(raw, source: str, args: DataArguments):
     for split in list(raw):
         columns = raw[split].column_names
         if args.text_column not in columns:
@@ -363,14 +365,12 @@ def load_raw_corpus(args: DataArguments, cache_dir: str | None = None):
         if args.text_column != "text":
             raw[split] = raw[split].rename_column(args.text_column, "text")
         check_text_present(raw[split], source, split, args.text_column)
-    if "validation" not in raw:
-        pct = args.validation_split_percentage
-        require(0 < pct < 100, f"--validation_split_percentage must be between 1 and 99, got {pct}")
-        train = raw["train"]
-        require(len(train) >= 2, f"{source} holds a single document, too few to hold out a validation split; "
-                                 "give --validation_file (or separate documents with blank lines)")
-        n_val = max(1, len(train) * pct // 100)
-        raw = DatasetDict({"validation": train.select(range(n_val)), "train": train.select(range(n_val, len(train)))})
+    return raw
+
+
+def _kept_splits(raw, source: str, args: DataArguments):
+    from datasets import DatasetDict
+
     kept = [split for split in ("train", "validation", "test") if split in raw and (split != "test" or args.test_file)]
     for split in kept:
         require(len(raw[split]) > 0, f"{source}: the {split} split is empty")

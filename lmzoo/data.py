@@ -155,7 +155,7 @@ def tokenize_corpus(raw, tokenizer, layout: BlockLayout, line_by_line: bool = Fa
 
     `cache_file_names` ({split: path}) puts the Arrow files somewhere of the caller's choosing instead of the
     datasets cache; several workers write one file each beside it (`<name>_0000i_of_0000n.arrow`)."""
-    workers = num_workers or default_num_workers(len(raw["train"]))
+    workers = num_workers or default_num_workers(max(len(split) for split in raw.values()))
     if workers > 1:
         os.environ["TOKENIZERS_PARALLELISM"] = "false"  # the forked workers parallelise instead
     if line_by_line:
@@ -212,6 +212,12 @@ def load_tokenized(args: DataArguments, cache_root: str, raw, tokenizer, layout:
     The cache is the tokenizing map's own Arrow files (one per worker), kept where they were written and listed in
     data/shards.json: no second copy is made, so the build needs the tokenized size once (uint16 ids: about 0.45x
     the text) instead of twice."""
+    stream_head = getattr(raw, "stream_head", None)
+    if stream_head is not None:  # --streaming: only the held-out splits are stored; the training blocks stream
+        from datasets import DatasetDict
+
+        raw = DatasetDict({split: raw[split] for split in raw if split != "train"})
+        kind += "-heldout"
     folder = tokenized_cache_dir(args, cache_root, raw, tokenizer, layout, kind)
     advice = "free space, or give --cache_dir on a larger disk"
 
@@ -247,8 +253,11 @@ def load_tokenized(args: DataArguments, cache_root: str, raw, tokenizer, layout:
     for split in data:
         require(len(data[split]) > 0, f"the {split} split has fewer tokens than one block of {layout.block_length}; "
                                       "use a smaller --max_seq_length/--block_size or more text")
-    logging.getLogger("lmzoo").info("tokenized blocks: %s train, %s validation, in %s", f"{len(data['train']):,}",
-                                    f"{len(data['validation']):,}", folder)
+    if stream_head is not None:
+        data["train"] = block_stream(args, stream_head, tokenizer, layout)
+    else:
+        logging.getLogger("lmzoo").info("tokenized blocks: %s train, %s validation, in %s",
+                                        f"{len(data['train']):,}", f"{len(data['validation']):,}", folder)
     if args.max_train_samples is not None:
         data["train"] = data["train"].select(range(min(args.max_train_samples, len(data["train"]))))
     if args.max_eval_samples is not None:
@@ -256,6 +265,31 @@ def load_tokenized(args: DataArguments, cache_root: str, raw, tokenizer, layout:
             if split in data:
                 data[split] = data[split].select(range(min(args.max_eval_samples, len(data[split]))))
     return data
+
+
+def block_stream(args: DataArguments, stream_head: dict, tokenizer, layout: BlockLayout):
+    """--streaming: the training blocks, packed on the fly by the very function that fills the tokenized cache."""
+    from .streaming import BlockStream
+    from .tokenizer import tokenizer_fingerprint
+
+    source = stream_head["source"]
+    if args.line_by_line:
+        split_lines = source.format == "text"  # the map path reads plain text line by line, records whole
+
+        def pack(texts):
+            lines = [line for text in texts for line in text.split("\n")] if split_lines else texts
+            return [{"input_ids": ids} for ids in _line_batch({"text": lines}, tokenizer, layout.block_length)["input_ids"]]
+    else:
+        def pack(texts):
+            columns = _pack_batch({"text": texts}, tokenizer, layout, args.packing)
+            return [dict(zip(columns, row)) for row in zip(*(c.tolist() for c in columns.values()))]
+
+    settings = json.dumps([tokenizer_fingerprint(tokenizer), layout.block_length, list(layout.prefix_ids),
+                           list(layout.suffix_ids), layout.separator_id, args.line_by_line, args.packing])
+    logging.getLogger("lmzoo").info("streaming the training blocks from %s (shuffle buffer %s blocks)",
+                                    source.description, f"{args.shuffle_buffer:,}")
+    return BlockStream(source, pack, start=stream_head["train_start"], shuffle_buffer=args.shuffle_buffer,
+                       settings=settings)  # its seed: the Trainer's (lmzoo.streaming.prepare_trainer_for_stream)
 
 
 def read_tokenized(data_dir: str):

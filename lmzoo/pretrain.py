@@ -85,6 +85,8 @@ def start_run(training_args, data_args) -> Run:
     require(data_args.has_source() or not (training_args.do_train or data_args.prepare_only),
             "no training data: give --train_file (a local .txt/.jsonl/...), --dataset_dir, or --dataset_name "
             "(a Hub dataset, or `demo` for the embedded demo corpus)")
+    require(not (data_args.streaming and training_args.do_train and training_args.max_steps <= 0),
+            "--streaming reads the corpus as it trains, with no length to count epochs by: give --max_steps")
     cache_root = os.path.abspath(data_args.cache_dir or default_cache_dir())
     place_compile_cache(cache_root)
     set_seed(training_args.seed)
@@ -159,6 +161,13 @@ def loss_curve(trainer, tokens_per_step: int) -> list[dict]:
     return curve
 
 
+def train_samples(dataset) -> int | None:
+    """Training blocks stored (None for a stream, which has no length)."""
+    if dataset is None:
+        return 0
+    return len(dataset) if hasattr(dataset, "__len__") else None
+
+
 def initial_eval_loss(trainer) -> float | None:
     """The untrained model's eval loss (from --eval_on_start), if it was measured in this run."""
     for entry in trainer.state.log_history:
@@ -208,7 +217,9 @@ def finish_run(trainer, run: Run, plan, *, script: str, model_args, data_args, e
         "corpus": describe_corpus(data_args),
         "block_size": plan.block,
         "packing": "line by line" if data_args.line_by_line else data_args.packing,
-        "train_samples": len(trainer.train_dataset) if trainer.train_dataset is not None else 0,
+        "train_samples": train_samples(trainer.train_dataset),
+        "streaming": data_args.streaming,
+        "shuffle_buffer": data_args.shuffle_buffer if data_args.streaming else None,
         "steps": trainer.state.global_step,
         **batch,
         "learning_rate": args.learning_rate,

@@ -88,7 +88,9 @@ class PretrainRecord(RunRecord, total=False):
     corpus: str
     block_size: int
     packing: str
-    train_samples: int
+    train_samples: int | None  # stored training blocks; None with --streaming (a stream has no length)
+    streaming: bool
+    shuffle_buffer: int | None  # --shuffle_buffer, with --streaming
     steps: int
     tokens_seen: int
     precision: str

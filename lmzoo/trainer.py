@@ -19,6 +19,7 @@ from transformers import Trainer
 from .callbacks import DivergenceGuard
 from .checkpoints import CheckpointSeal, CheckpointSpaceCheck
 from .errors import UsageError
+from .streaming import BlockStream, StreamStateSaver, prepare_trainer_for_stream
 
 class EmptyEvaluationError(UsageError):
     """The evaluation set held no token to score: there is no loss to report (and never a loss of 0)."""
@@ -31,8 +32,27 @@ class GuardedTrainer(Trainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.guard = next((c for c in self.callback_handler.callbacks if isinstance(c, DivergenceGuard)), None)
+        self.stream = self.train_dataset if isinstance(self.train_dataset, BlockStream) else None
+        if self.stream is not None:  # --streaming: its position goes into each checkpoint, before the seal
+            prepare_trainer_for_stream(self.args, self.stream)
+            self.add_callback(StreamStateSaver(self.stream))
         self.add_callback(CheckpointSeal())  # a checkpoint cut short or damaged is never resumed
         self.add_callback(CheckpointSpaceCheck(self.model))  # room for a checkpoint is checked before it is written
+
+    def train(self, resume_from_checkpoint=None, **kwargs):
+        if self.stream is not None and isinstance(resume_from_checkpoint, str):
+            self.stream.load_state(resume_from_checkpoint)  # the stream seeks; the Trainer skips no batch
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+    def get_train_dataloader(self):
+        loader = super().get_train_dataloader()
+        if self.stream is not None:
+            # torch's DataLoader draws a seed from the global RNG at every iter() (checked: torch 2.13), which a
+            # stream does not use. The Trainer restores the checkpoint's RNG state before that draw when it skips
+            # no batches, so a resumed run's dropout would be one draw off: the loader gets a generator of its own.
+            base = getattr(loader, "base_dataloader", loader)  # accelerate's wrapper (checked: accelerate 1.16)
+            base.generator = torch.Generator().manual_seed(self.stream.seed)
+        return loader
 
     def loss_is_a_batch_mean(self) -> None:
         """Say that the model's loss is a mean over its own batch, whatever its forward signature says.

@@ -216,7 +216,8 @@ def test_paragraphs_read_in_one_pass_equal_the_datasets_text_builder_joined_in_l
     through compression."""
     from datasets import load_dataset
 
-    from lmzoo.corpus import _paragraph_corpus, _paragraphs
+    from lmzoo.corpus import _paragraph_corpus
+    from lmzoo.readers import paragraphs
 
     wiki = data_dir / "wikitext-2-raw"
     shakespeare = (data_dir / "tinyshakespeare" / "input.txt").read_bytes()
@@ -227,7 +228,8 @@ def test_paragraphs_read_in_one_pass_equal_the_datasets_text_builder_joined_in_l
     for files in ([str(wiki / "wiki.valid.raw"), str(wiki / "wiki.test.raw")], [str(compressed)]):
         reference_files = [str(plain)] if files == [str(compressed)] else files
         lines = load_dataset("text", data_files={"train": reference_files}, cache_dir=str(tmp_path / "hf"))["train"]
-        expected = lines.map(_paragraphs, batched=True, batch_size=10_000)["text"]
+        expected = lines.map(lambda batch: {"text": paragraphs(batch["text"])}, batched=True,
+                             batch_size=10_000)["text"]
         assert len(files) > 1 or len(lines) > 10_000  # several files, or several line groups
         assert _paragraph_corpus({"train": files}, str(tmp_path / "ours"))["train"]["text"] == expected
 
@@ -253,3 +255,20 @@ def test_a_glob_of_xz_shards_reads_as_their_concatenation_and_a_test_file_is_kep
         corpus(train_file=str(tmp_path / "nothing-*.txt"))
     with pytest.raises(UsageError, match="--test_file goes with --train_file"):
         corpus(dataset_name="demo", test_file=str(tmp_path / "test.txt"))
+
+
+def test_several_compressed_json_files_are_read_in_parallel_in_file_order(tmp_path, monkeypatch):
+    import gzip
+
+    from lmzoo import corpus
+
+    records = [{"text": f"document {i} " + "word " * (i % 7), "id": i} for i in range(3000)]
+    for part in range(3):
+        with gzip.open(tmp_path / f"train-{part}.jsonl.gz", "wt", encoding="utf-8") as f:
+            f.writelines(json.dumps(r) + "\n" for r in records[part * 1000:(part + 1) * 1000])
+    monkeypatch.setattr(corpus, "available_cpus", lambda: 2)
+    files = {"train": [str(tmp_path / f"train-{part}.jsonl.gz") for part in range(3)]}
+    assert corpus.reading_workers(files) == 2 and corpus.reading_workers({"train": files["train"][:1]}) is None
+    loaded = corpus._load("json", files, (), str(tmp_path / "cache"), "train-*.jsonl.gz")["train"]
+    assert len(loaded.cache_files) == 2  # written by two processes
+    assert loaded["text"] == [r["text"] for r in records]
