@@ -292,14 +292,20 @@ def _has_known_extension(path: str) -> bool:
     return ext in FILE_BUILDERS
 
 
-def load_from_hub(args: DataArguments, cache_dir: str | None):
-    from datasets import load_dataset
-
+def hub_name(args: DataArguments) -> tuple[str, str | None]:
+    """The Hub dataset and configuration to load: a script-based one is replaced by its parquet successor."""
     name, config = args.dataset_name, args.dataset_config_name
     if (name, config) in HUB_RENAMES:
         name, config = HUB_RENAMES[(name, config)]
         print(f"[lmzoo] {args.dataset_name} {args.dataset_config_name} is a script-based dataset that current "
               f"`datasets` cannot load; using its parquet successor {name} {config}", file=sys.stderr)
+    return name, config
+
+
+def load_from_hub(args: DataArguments, cache_dir: str | None):
+    from datasets import load_dataset
+
+    name, config = hub_name(args)
     try:
         return load_dataset(name, config, cache_dir=cache_dir)
     except Exception as err:

@@ -87,6 +87,9 @@ def start_run(training_args, data_args) -> Run:
             "(a Hub dataset, or `demo` for the embedded demo corpus)")
     require(not (data_args.streaming and training_args.do_train and training_args.max_steps <= 0),
             "--streaming reads the corpus as it trains, with no length to count epochs by: give --max_steps")
+    require(not (data_args.streaming and data_args.line_by_line and training_args.world_size > 1),
+            "--streaming --line_by_line gives batches of different lengths, which accelerate cannot dispatch to "
+            "several processes: drop --line_by_line (packed blocks) or --streaming")
     cache_root = os.path.abspath(data_args.cache_dir or default_cache_dir())
     place_compile_cache(cache_root)
     set_seed(training_args.seed)

@@ -86,10 +86,13 @@ def text_chunks(paths: list, start: dict | None = None, chunk_bytes: int = CHUNK
             if offset:
                 stream.seek(offset)
             while True:
-                data = stream.read(chunk_bytes)
+                try:
+                    data = stream.read(chunk_bytes)
+                    data += stream.readline()  # end on a line end
+                except (OSError, EOFError, lzma.LZMAError) as err:  # a damaged or cut-short compressed file
+                    raise UsageError(f"{path} cannot be read past byte {offset:,} of its text: {err}") from err
                 if not data:
                     break
-                data += stream.readline()  # end on a line end
                 try:
                     text = data.decode("utf-8")
                 except UnicodeDecodeError as err:
@@ -196,8 +199,13 @@ def parquet_documents(paths: list, column: str, start: dict | None = None):
     """(position, the row's text) per row, read one row group at a time."""
     import pyarrow.parquet as pq
 
+    import pyarrow as pa
+
     for index in range(start["file"] if start else 0, len(paths)):
-        reader = pq.ParquetFile(paths[index])
+        try:
+            reader = pq.ParquetFile(paths[index])
+        except (OSError, pa.ArrowException) as err:
+            raise UsageError(f"{paths[index]} cannot be read as parquet: {str(err).splitlines()[0][:200]}") from err
         if column not in reader.schema_arrow.names:
             raise UsageError(f"{paths[index]}: no column '{column}' (found {', '.join(reader.schema_arrow.names)}); "
                              "name the text column with --text_column")

@@ -12,6 +12,7 @@ import json
 import os
 
 from .cache import build_once, default_cache_dir
+from .corpus import _kept_splits, _load_files, _text_column_only, hub_name, load_from_files
 from .errors import require
 from .readers import hub_documents
 from .streaming import DocumentSource, hub_split
@@ -24,7 +25,6 @@ def load_streaming_corpus(args, cache_dir: str | None):
     split only as far as the stream's head (lmzoo.streaming.stream_head)."""
     from datasets import Dataset, DatasetDict
 
-    from .corpus import _kept_splits, _load_files, _text_column_only, load_from_files
 
     root = os.path.join(cache_dir or os.path.join(default_cache_dir(), "hub"), "stream")
     head = stream_head(args, cache_dir, root, required=args.require_cache)
@@ -51,7 +51,7 @@ def stream_head(args, hub_cache: str | None, cache_root: str, required: bool = F
     source = DocumentSource(args, hub_cache)
     hold_out = not (args.validation_file or held_out_files(args).get("validation") or hub_has_validation(args))
     pct = args.validation_split_percentage if hold_out else 0
-    require(0 <= pct < 100, f"--validation_split_percentage must be between 1 and 99, got {pct}")
+    require(not hold_out or 0 < pct < 100, f"--validation_split_percentage must be between 1 and 99, got {pct}")
     key = hashlib.sha256(json.dumps([source.fingerprint, HEAD_BYTES, pct]).encode()).hexdigest()[:16]
     folder = os.path.join(cache_root, "stream-head", key)
 
@@ -104,7 +104,7 @@ def hub_has_validation(args) -> bool:
     from datasets import get_dataset_split_names
 
     try:
-        return "validation" in get_dataset_split_names(args.dataset_name, args.dataset_config_name)
+        return "validation" in get_dataset_split_names(*hub_name(args))
     except Exception:  # noqa: BLE001 - unreachable or unknown: hold out from the stream instead
         return False
 
@@ -117,7 +117,7 @@ def hub_held_out(args, hub_cache: str, cache_root: str):
 
     def build(tmp):
         texts, size = [], 0
-        split = hub_split(args.dataset_name, args.dataset_config_name, hub_cache, "validation")
+        split = hub_split(*hub_name(args), hub_cache, "validation")
         for _, text in hub_documents(split, args.text_column, every=1 << 62):
             texts.append(text)
             size += len(text.encode("utf-8"))

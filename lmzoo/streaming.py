@@ -75,7 +75,9 @@ class DocumentSource:
             require(args.dataset_name and args.dataset_name != "demo",
                     "--streaming reads --train_file, --dataset_dir (files) or a Hub --dataset_name")
             self.format, self.paths = "hub", []
-            self.hub = (args.dataset_name, args.dataset_config_name, hub_cache)
+            from .corpus import hub_name
+
+            self.hub = (*hub_name(args), hub_cache)
             stamps = [args.dataset_name, args.dataset_config_name]
             self.description = f"--dataset_name {args.dataset_name}"
         self.fingerprint = hashlib.sha256(json.dumps([self.format, self.column, stamps]).encode()).hexdigest()[:16]
@@ -126,7 +128,10 @@ class BlockStream(torch.utils.data.IterableDataset):
         self.source, self.pack, self.start = source, pack, start
         self.shuffle_buffer, self.seed, self.max_passes, self.prefetch = shuffle_buffer, seed, max_passes, prefetch
         self.settings = settings  # the tokenizer and block layout, as a string: part of the identity
-        self.lookahead_blocks = 1 << 16  # notes older than this many blocks before the newest are dropped
+        # Notes more than this many blocks behind the newest are dropped: the reader runs ahead of the Trainer by
+        # the queue and the loaders' prefetch at most. Each note holds the shuffle buffer as it was, so old notes
+        # keep old blocks alive: the bound is also what the stream's memory grows to.
+        self.lookahead_blocks = 2 * prefetch
         self._restored = None
         self._notes = collections.deque()
         self._lock = threading.Lock()
@@ -285,10 +290,14 @@ def unpack_examples(arrays: dict) -> list:
 
 # --------------------------------------------------------------------------------------------- with the Trainer
 
-def consumed_blocks(args, global_step: int) -> int:
-    """Blocks the Trainer has taken from the stream after `global_step` optimizer steps (on the main process,
-    which reads for every rank: accelerate dispatches an IterableDataset's batches, or each rank skips the others')."""
-    return global_step * args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+def consumed_blocks(args, global_step: int, batch_size: int | None = None) -> int:
+    """Blocks the Trainer has taken from the stream after `global_step` optimizer steps: on the main process, which
+    reads for every rank (accelerate dispatches an IterableDataset's batches: a batch per rank and micro-step, one
+    in all with split_batches). `batch_size`: the Trainer's own (TrainerState.train_batch_size: per device x GPUs
+    of this process, after any --auto_find_batch_size halving). Checked: transformers 5.24, accelerate 1.16."""
+    batch = batch_size or args.train_batch_size
+    readers = 1 if args.accelerator_config.split_batches else args.world_size
+    return global_step * batch * args.gradient_accumulation_steps * readers
 
 
 def prepare_trainer_for_stream(args, stream: BlockStream) -> None:
@@ -314,4 +323,4 @@ class StreamStateSaver(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
         if state.is_world_process_zero and os.path.isdir(folder):
-            self.stream.save_state(folder, consumed_blocks(args, state.global_step))
+            self.stream.save_state(folder, consumed_blocks(args, state.global_step, state.train_batch_size))

@@ -40,7 +40,11 @@ class GuardedTrainer(Trainer):
         self.add_callback(CheckpointSpaceCheck(self.model))  # room for a checkpoint is checked before it is written
 
     def train(self, resume_from_checkpoint=None, **kwargs):
-        if self.stream is not None and isinstance(resume_from_checkpoint, str):
+        if self.stream is not None and resume_from_checkpoint:
+            if resume_from_checkpoint is True:
+                from transformers.trainer_utils import get_last_checkpoint
+
+                resume_from_checkpoint = get_last_checkpoint(self.args.output_dir)
             self.stream.load_state(resume_from_checkpoint)  # the stream seeks; the Trainer skips no batch
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 

@@ -216,3 +216,23 @@ def test_a_hub_style_stream_restarts_from_its_own_state_dict():
     assert [text for _, text in hub_documents(dataset(), "text", start=state, every=10)] == texts[30:]
     with pytest.raises(UsageError, match="record without text in 'body'"):
         list(hub_documents(dataset(), "body"))
+
+
+def test_damaged_input_is_one_line_naming_the_file(tmp_path, wiki_parts):
+    import gzip
+
+    whole = gzip.compress((wiki_parts / "part-0.txt").read_bytes())
+    cut = tmp_path / "cut.txt.gz"
+    cut.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(UsageError, match=r"cut.txt.gz cannot be read past byte"):
+        list(text_documents([str(cut)]))
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"not parquet at all")
+    with pytest.raises(UsageError, match=r"bad.parquet cannot be read as parquet"):
+        list(DocumentSource(DataArguments(train_file=str(bad), streaming=True)).documents())
+
+
+def test_without_a_validation_split_the_percentage_must_hold_something_out(wiki_parts, tmp_path):
+    args = DataArguments(train_file=str(wiki_parts / "part-0.txt"), streaming=True, validation_split_percentage=0)
+    with pytest.raises(UsageError, match="--validation_split_percentage must be between 1 and 99, got 0"):
+        load_raw_corpus(args, str(tmp_path))
