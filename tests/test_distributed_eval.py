@@ -89,3 +89,28 @@ def test_glue_eval_and_predictions_on_two_processes_equal_one(data_dir, tmp_path
         assert rows_one == rows_two, name  # the same rows in the same order: one per example, file order
     dev = read_tsv(data_dir / "glue" / "RTE" / "dev.tsv")
     assert [row[0] for row in read_tsv(tmp_path / "two" / "dev_predictions.tsv")[1:]] == [r[0] for r in dev[1:78]]
+
+
+def test_streaming_under_two_processes_resumes_with_the_same_weights(data_dir, tmp_path, repo_root):
+    """Rank 0 reads the stream for both ranks (accelerate dispatches it): a checkpoint counts 2 x 4 blocks a step,
+    and a run resumed from it under torchrun ends as the uninterrupted one did."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    args = ["--config_name", "gpt2", "--config_overrides", TINY_GPT2, "--block_size", "64",
+            "--tokenizer_name", data_dir / "tokenizers" / "gpt2",
+            "--train_file", data_dir / "wikitext-2-raw" / "wiki.valid.raw",
+            "--validation_file", data_dir / "wikitext-2-raw" / "wiki.test.raw", "--max_eval_samples", EVAL_EXAMPLES,
+            "--streaming", "--shuffle_buffer", "64", "--cache_dir", tmp_path / "cache", "--do_train", "--do_eval",
+            "--per_device_train_batch_size", "4", "--max_steps", "6", "--save_steps", "3", "--report_to", "none"]
+    run(repo_root, "run_clm.py", [*args, "--output_dir", tmp_path / "whole"], processes=2)
+    state = json.loads((tmp_path / "whole" / "checkpoint-3" / "lmzoo_stream.json").read_text())
+    assert state["consumed"] == 3 * 4 * 2
+    (tmp_path / "cut").mkdir()
+    shutil.copytree(tmp_path / "whole" / "checkpoint-3", tmp_path / "cut" / "checkpoint-3")
+    proc = run(repo_root, "run_clm.py", [*args, "--output_dir", tmp_path / "cut"], processes=2)
+    assert "streaming: resuming at block 24" in proc.stdout + proc.stderr
+    whole = load_file(str(tmp_path / "whole" / "model.safetensors"))
+    resumed = load_file(str(tmp_path / "cut" / "model.safetensors"))
+    assert all(bool((whole[name] == resumed[name]).all()) for name in whole)
