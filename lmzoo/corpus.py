@@ -208,7 +208,6 @@ def _paragraph_corpus(files: dict, cache_dir: str | None):
     """The paragraphs of each split's text files (one path or a list, read in order as one stream of lines), in one
     pass: the lines are never stored, so the only copy of the text on disk is an Arrow file of paragraphs, built
     once per (files, sizes, time stamps) under `cache_dir` (compressed files are read as they decompress)."""
-    import pyarrow as pa
     from datasets import Dataset, DatasetDict
 
     root = os.path.join(cache_dir or os.path.join(default_cache_dir(), "hub"), "paragraphs")
@@ -220,15 +219,23 @@ def _paragraph_corpus(files: dict, cache_dir: str | None):
         folder = os.path.join(root, f"{split}-{key}")
 
         def build(tmp, paths=paths, split=split):
-            schema = pa.schema([("text", pa.string())])
             progress = Progress(f"reading the {split} text", sum(os.path.getsize(p) for p in paths))
-            with pa.OSFile(os.path.join(tmp, "paragraphs.arrow"), "wb") as sink, pa.ipc.new_stream(sink, schema) as out:
-                for _, _, batch in paragraph_groups(paths, progress=progress):
-                    out.write_batch(pa.record_batch([pa.array(batch, pa.string())], schema=schema))
+            write_text_arrow(os.path.join(tmp, "paragraphs.arrow"),
+                             (batch for _, _, batch in paragraph_groups(paths, progress=progress)))
 
         build_once(folder, build, f"the paragraphs of {', '.join(paths)}")
         splits[split] = Dataset.from_file(os.path.join(folder, "paragraphs.arrow"))
     return DatasetDict(splits)
+
+
+def write_text_arrow(path: str, batches) -> None:
+    """An Arrow file of one `text` column, written batch by batch (lists of strings): never all in memory."""
+    import pyarrow as pa
+
+    schema = pa.schema([("text", pa.string())])
+    with pa.OSFile(path, "wb") as sink, pa.ipc.new_stream(sink, schema) as out:
+        for batch in batches:
+            out.write_batch(pa.record_batch([pa.array(batch, pa.string())], schema=schema))
 
 
 def _split_of(file_name: str) -> str | None:
@@ -244,7 +251,7 @@ def load_from_dir(args: DataArguments, cache_dir: str | None):
     folder = args.dataset_dir
     if not os.path.isdir(folder):
         raise UsageError(f"--dataset_dir {folder} is not a folder")
-    if os.path.isfile(os.path.join(folder, "dataset_dict.json")) or os.path.isfile(os.path.join(folder, "state.json")):
+    if is_saved_dataset(folder):
         loaded = load_from_disk(folder)
         return loaded if isinstance(loaded, DatasetDict) else DatasetDict({"train": loaded})
     arrow = _arrow_shards(folder)
@@ -255,6 +262,11 @@ def load_from_dir(args: DataArguments, cache_dir: str | None):
             by_split.setdefault(match.group(1) if match else "train", []).append(path)
         return _load("arrow", by_split, (), cache_dir, f"--dataset_dir {folder}")
     return _load_files(dataset_dir_files(folder), args, cache_dir, f"--dataset_dir {folder}")
+
+
+def is_saved_dataset(folder: str) -> bool:
+    """A `save_to_disk` folder (a DatasetDict or a single Dataset)."""
+    return any(os.path.isfile(os.path.join(folder, name)) for name in ("dataset_dict.json", "state.json"))
 
 
 def _folder_files(folder: str) -> list[str]:

@@ -12,7 +12,8 @@ import json
 import os
 
 from .cache import build_once, default_cache_dir
-from .corpus import _kept_splits, _load_files, _text_column_only, hub_name, load_from_files
+from .corpus import (_kept_splits, _load_files, _text_column_only, dataset_dir_files, hub_name, load_from_files,
+                     write_text_arrow)
 from .errors import require
 from .readers import hub_documents
 from .streaming import DocumentSource, hub_split
@@ -25,18 +26,19 @@ def load_streaming_corpus(args, cache_dir: str | None):
     split only as far as the stream's head (lmzoo.streaming.stream_head)."""
     from datasets import Dataset, DatasetDict
 
-
     root = os.path.join(cache_dir or os.path.join(default_cache_dir(), "hub"), "stream")
-    head = stream_head(args, cache_dir, root, required=args.require_cache)
-    source = head["source"].description
+    source = DocumentSource(args, cache_dir)
     held, held_files = DatasetDict(), held_out_files(args)
     if args.validation_file or args.test_file:
-        held = _text_column_only(load_from_files(args, cache_dir, splits=("validation", "test")), source, args)
+        held = _text_column_only(load_from_files(args, cache_dir, splits=("validation", "test")),
+                                 source.description, args)
     elif held_files:
         held = _text_column_only(_load_files(held_files, args, cache_dir, f"--dataset_dir {args.dataset_dir}"),
-                                 source, args)
+                                 source.description, args)
     elif hub_has_validation(args):  # its head, written with a `text` column
         held = DatasetDict({"validation": Dataset.from_file(hub_held_out(args, cache_dir, root))})
+    head = stream_head(args, source, root, hold_out="validation" not in held, required=args.require_cache)
+    source = source.description
     splits = {"train": Dataset.from_file(head["train"]), **held}
     if head["validation"]:
         splits["validation"] = Dataset.from_file(head["validation"])
@@ -45,11 +47,10 @@ def load_streaming_corpus(args, cache_dir: str | None):
     return raw
 
 
-def stream_head(args, hub_cache: str | None, cache_root: str, required: bool = False) -> dict:
+def stream_head(args, source: DocumentSource, cache_root: str, hold_out: bool, required: bool = False) -> dict:
     """The first HEAD_BYTES of training text, built once into Arrow files: {"train": path, "validation": path or
-    None (held out when the corpus has no validation split), "train_start": the stream's first position}."""
-    source = DocumentSource(args, hub_cache)
-    hold_out = not (args.validation_file or held_out_files(args).get("validation") or hub_has_validation(args))
+    None (held out when `hold_out`: the corpus has no validation split), "train_start": the stream's first
+    position}."""
     pct = args.validation_split_percentage if hold_out else 0
     require(not hold_out or 0 < pct < 100, f"--validation_split_percentage must be between 1 and 99, got {pct}")
     key = hashlib.sha256(json.dumps([source.fingerprint, HEAD_BYTES, pct]).encode()).hexdigest()[:16]
@@ -81,20 +82,13 @@ def stream_head(args, hub_cache: str | None, cache_root: str, required: bool = F
 
 
 def write_texts(path: str, texts: list) -> None:
-    import pyarrow as pa
-
-    schema = pa.schema([("text", pa.string())])
-    with pa.OSFile(path, "wb") as sink, pa.ipc.new_stream(sink, schema) as out:
-        for begin in range(0, len(texts), 10_000):
-            out.write_batch(pa.record_batch([pa.array(texts[begin:begin + 10_000], pa.string())], schema=schema))
+    write_text_arrow(path, (texts[begin:begin + 10_000] for begin in range(0, len(texts), 10_000)))
 
 
 def held_out_files(args) -> dict:
     """split -> files of a --dataset_dir's validation/test files (none for --train_file)."""
     if not args.dataset_dir:
         return {}
-    from .corpus import dataset_dir_files
-
     return {split: paths for split, paths in dataset_dir_files(args.dataset_dir).items() if split != "train"}
 
 

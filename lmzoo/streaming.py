@@ -35,18 +35,21 @@ from .readers import COMPRESSIONS, hub_documents, json_documents, parquet_docume
 DOCS_PER_BATCH = 1000  # as the tokenized cache's map batches: the same blocks
 STATE_NAME = "lmzoo_stream.json"
 BUFFER_NAME = "lmzoo_stream_buffer.npz"
-FORMATS = {".txt": "text", ".raw": "text", ".tokens": "text", ".jsonl": "json", ".json": "json",
-           ".parquet": "parquet"}
+STREAMED_BUILDERS = ("text", "json", "parquet")  # formats read in order with a position to seek back to
 logger = logging.getLogger("lmzoo")
 
 
 def file_format(path: str, flag: str) -> str:
+    from .corpus import FILE_BUILDERS, builder_for
+
+    builder, _ = builder_for(path, flag)  # an unknown extension is its own one line
     base, ext = os.path.splitext(path.lower())
     if ext in COMPRESSIONS:
-        base, ext = os.path.splitext(base)
-    require(ext in FORMATS, f"{flag} {path}: --streaming reads {', '.join(sorted(FORMATS))} files (optionally "
-                            f".gz/.bz2/.xz), not '{ext or '(none)'}'; convert it, or drop --streaming")
-    return FORMATS[ext]
+        ext = os.path.splitext(base)[1]
+    streamed = sorted(e for e, b in FILE_BUILDERS.items() if b in STREAMED_BUILDERS)
+    require(builder in STREAMED_BUILDERS, f"{flag} {path}: --streaming reads {', '.join(streamed)} files (optionally "
+                                          f".gz/.bz2/.xz), not '{ext}'; convert it, or drop --streaming")
+    return builder
 
 
 class DocumentSource:
@@ -56,10 +59,9 @@ class DocumentSource:
         self.column = args.text_column
         self.hub = None
         if args.train_file or args.dataset_dir:
-            from .corpus import check_readable_file, dataset_dir_files, expand_files
+            from .corpus import check_readable_file, dataset_dir_files, expand_files, is_saved_dataset
 
-            require(args.train_file or not any(os.path.isfile(os.path.join(args.dataset_dir, name)) for name in
-                                               ("dataset_dict.json", "state.json")),
+            require(args.train_file or not is_saved_dataset(args.dataset_dir),
                     f"--dataset_dir {args.dataset_dir} is a saved dataset, already on disk: drop --streaming")
             self.paths = (expand_files(args.train_file, "--train_file") if args.train_file
                           else dataset_dir_files(args.dataset_dir)["train"])
