@@ -286,8 +286,9 @@ class DataArguments:
     tokenized_dir: str | None = field(default=None, metadata={
         "help": "Where the tokenized blocks are saved and reused (default: a folder under --cache_dir keyed by inputs)."})
     preprocessing_num_workers: int | None = field(default=None, metadata={
-        "help": "Processes for tokenization (default: every core this process may use, for corpora over 20,000 "
-                "documents; one below)."})
+        "help": "Processes for tokenization (default: every core this process may use, for corpora of 20,000 "
+                "documents or more; one below). Each packs its own share of the documents, so the count decides "
+                "the blocks; the record keeps it."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training blocks."})
     max_eval_samples: int | None = field(default=None, metadata={
         "help": "Keep only the first N validation blocks (and test blocks, with --test_file)."})

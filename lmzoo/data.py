@@ -175,7 +175,9 @@ def tokenized_cache_dir(args: DataArguments, cache_root: str, raw, tokenizer, la
 
     key = json.dumps([DATA_FORMAT_VERSION, kind, corpus_fingerprint(raw), tokenizer_fingerprint(tokenizer),
                       layout.block_length, list(layout.prefix_ids), list(layout.suffix_ids), layout.separator_id,
-                      args.line_by_line, args.packing])
+                      args.line_by_line, args.packing]
+                     # a count given is honoured (it decides the blocks); the default shares one cache across machines
+                     + ([args.preprocessing_num_workers] if args.preprocessing_num_workers else []))
     return os.path.join(cache_root, "tokenized", f"{kind}-{layout.block_length}-"
                         + hashlib.sha256(key.encode()).hexdigest()[:16])
 

@@ -171,6 +171,15 @@ def train_samples(dataset) -> int | None:
     return len(dataset) if hasattr(dataset, "__len__") else None
 
 
+def tokenizing_workers(dataset) -> int | None:
+    """How many processes tokenized the stored training blocks: each writes one Arrow file of the cache. It is
+    recorded because a corpus of 20,000 documents or more is split among the workers before packing, so the blocks
+    (and every number after them) depend on it; a rerun on other cores repeats them with --preprocessing_num_workers.
+    None for a stream (packed in one reader, the same as one worker) and when nothing was trained."""
+    files = getattr(dataset, "cache_files", None)
+    return len(files) if files else None
+
+
 def initial_eval_loss(trainer) -> float | None:
     """The untrained model's eval loss (from --eval_on_start), if it was measured in this run."""
     for entry in trainer.state.log_history:
@@ -221,6 +230,7 @@ def finish_run(trainer, run: Run, plan, *, script: str, model_args, data_args, e
         "block_size": plan.block,
         "packing": "line by line" if data_args.line_by_line else data_args.packing,
         "train_samples": train_samples(trainer.train_dataset),
+        "tokenizing_workers": tokenizing_workers(trainer.train_dataset),
         "streaming": data_args.streaming,
         "shuffle_buffer": data_args.shuffle_buffer if data_args.streaming else None,
         "steps": trainer.state.global_step,

@@ -262,7 +262,11 @@ def render_markdown(records: list[dict], cells: dict[tuple, GridCell], best: dic
                       comparison, ""]
         commands = pretrain_commands(pretrained)
         if commands:
-            parts += ["The runs that made these rows:", "", commands, ""]
+            pinned = any((r.get("tokenizing_workers") or 1) > 1 for r in pretrained)
+            parts += ["The runs that made these rows" + (
+                " (`--preprocessing_num_workers N` added where a run tokenized its corpus with N processes: a corpus "
+                "of 20,000 documents or more is split among them before packing, so other cores would cut other "
+                "blocks)" if pinned else "") + ":", "", commands, ""]
     models = glue_models(cells)
     if models:
         parts += ["## GLUE fine-tuning (dev sets), best of the grid", "",

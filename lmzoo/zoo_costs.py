@@ -124,7 +124,16 @@ def pretrain_budget_table(runs: list[dict]) -> str:
     return markdown_table(header, rows)
 
 
+def rerun_command(run: dict) -> str:
+    """The command a pretraining run recorded, with the number of tokenizing workers pinned when it used several:
+    they split the corpus before packing, so on other cores the same flags would cut other blocks."""
+    command, workers = run["command"], run.get("tokenizing_workers")
+    if workers and workers > 1 and "--preprocessing_num_workers" not in command:
+        command += f" --preprocessing_num_workers {workers}"
+    return command
+
+
 def pretrain_commands(runs: list[dict]) -> str | None:
-    """The command line of each pretraining row, as its run recorded it."""
-    lines = [f"- {r['model']}: `{r['command']}`" for r in runs if r.get("command")]
+    """The command line of each pretraining row, as its run recorded it (tokenizing workers pinned)."""
+    lines = [f"- {r['model']}: `{rerun_command(r)}`" for r in runs if r.get("command")]
     return "\n".join(lines) or None

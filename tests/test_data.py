@@ -1,6 +1,7 @@
 import gzip
 import json
 import lzma
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -188,6 +189,9 @@ class WordIds:
     def __call__(self, texts, add_special_tokens=False):
         return {"input_ids": [[self.ids[word] for word in text.split()] for text in texts]}
 
+    def get_vocab(self):
+        return dict(self.ids)
+
 
 @pytest.mark.parametrize("vocab_size, stored", [(30_522, "uint16"), (65_536, "uint16"), (250_112, "int32")])
 def test_token_ids_are_stored_narrow_and_read_back_unchanged(tmp_path, vocab_size, stored):
@@ -272,3 +276,40 @@ def test_several_compressed_json_files_are_read_in_parallel_in_file_order(tmp_pa
     loaded = corpus._load("json", files, (), str(tmp_path / "cache"), "train-*.jsonl.gz")["train"]
     assert len(loaded.cache_files) == 2  # written by two processes
     assert loaded["text"] == [r["text"] for r in records]
+
+
+def test_the_number_of_tokenizing_workers_changes_the_blocks_of_a_large_corpus_and_is_recorded(tmp_path):
+    """Several workers each pack their own slice of the documents, so 2 and 1 workers cut different blocks; the
+    record keeps the count (read back from the cache's files) and the zoo's rerun command pins it."""
+    from datasets import Dataset, DatasetDict
+
+    from lmzoo.data import read_tokenized, tokenize_corpus, tokenized_cache_dir
+    from lmzoo.pretrain import tokenizing_workers
+    from lmzoo.zoo_costs import rerun_command
+
+    tokenizer = WordIds(3, {"a": 0, "b": 1, "c": 2})
+    texts = [" ".join("abc"[(i + j) % 3] for j in range(1 + i % 5)) for i in range(2_500)]
+    raw = DatasetDict({"train": Dataset.from_dict({"text": texts})})
+    layout = BlockLayout(block_length=8, prefix_ids=(), suffix_ids=(), separator_id=None)
+    blocks = {}
+    for workers in (1, 2):
+        folder = tmp_path / f"workers{workers}"
+        names = {"train": str(folder / "train" / "train.arrow")}
+        (folder / "train").mkdir(parents=True)
+        tokenized = tokenize_corpus(raw, tokenizer, layout, num_workers=workers, cache_file_names=names)
+        files = [str(Path(f["filename"]).relative_to(folder)) for f in tokenized["train"].cache_files]
+        (folder / "shards.json").write_text(json.dumps({"train": files}))
+        stored = read_tokenized(str(folder))["train"]
+        assert tokenizing_workers(stored) == workers
+        blocks[workers] = stored["input_ids"]
+    assert blocks[1] != blocks[2]
+    command = "python run_mlm.py --train_file books.txt"
+    assert rerun_command({"command": command, "tokenizing_workers": 2}) == command + " --preprocessing_num_workers 2"
+    assert rerun_command({"command": command, "tokenizing_workers": 1}) == command
+    assert rerun_command({"command": command + " --preprocessing_num_workers 4", "tokenizing_workers": 4}) \
+        == command + " --preprocessing_num_workers 4"
+    assert tokenizing_workers(None) is None and tokenizing_workers(iter([])) is None  # nothing trained; a stream
+    # a count given keys its own cache (a rerun pinned to 2 must not reuse blocks cut by 16); the default is shared
+    caches = {n: tokenized_cache_dir(DataArguments(train_file="books.txt", preprocessing_num_workers=n), str(tmp_path),
+                                     raw, tokenizer, layout, "mlm") for n in (None, 2, 4)}
+    assert len(set(caches.values())) == 3

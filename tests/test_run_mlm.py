@@ -25,6 +25,7 @@ def test_trains_from_scratch_and_leaves_a_loadable_checkpoint_and_record(cli, da
     record = json.loads((out / "lmzoo_record.json").read_text())
     results = json.loads((out / "all_results.json").read_text())
     assert record["status"] == "completed" and record["steps"] == 60
+    assert record["tokenizing_workers"] == 1  # under 20,000 documents: one worker on any machine
     assert record["tokens_seen"] == 60 * 16 * 64 and record["vocab_size"] == 2000
     assert record["corpus"].startswith("wiki.valid.raw") and record["hardware"]["device"] == "cpu"
     assert math.isclose(results["perplexity"], math.exp(results["eval_loss"]), rel_tol=1e-9)

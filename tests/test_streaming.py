@@ -199,6 +199,7 @@ def test_run_clm_streaming_resumed_after_a_kill_ends_with_the_same_weights(cli, 
     records = [json.loads((folder / "lmzoo_record.json").read_text()) for folder in (tmp_path / "whole", cut)]
     assert records[0]["eval_loss"] == records[1]["eval_loss"]
     assert records[0]["streaming"] is True and records[0]["train_samples"] is None and records[0]["steps"] == 6
+    assert records[0]["tokenizing_workers"] is None  # one reader packs the stream
 
 
 def test_a_hub_style_stream_restarts_from_its_own_state_dict():
