@@ -23,7 +23,7 @@ from .glue_tasks import TASKS
 from .records import BATCH_FIELDS, GLUE_GRID_FIELDS, RECORD_NAME, atomic_write_json, atomic_write_text
 from .zoo_costs import glue_budget_table, markdown_table, pretrain_budget_table, pretrain_commands, sweep_commands
 from .zoo_figures import draw_figures
-from .zoo_reference import reference_lines
+from .zoo_reference import glue_reference_lines, reference_lines
 from .zoo_grid import (DASH, GLUE_TABLE_TASKS, METRIC_LABELS, SPLIT_LABELS, UNDEFINED, GridCell, best_cells,
                        find_records, format_lr, format_number, glue_grid, glue_model_name, glue_models, is_usable,
                        nothing_evaluated, pretrain_runs, record_status)
@@ -276,8 +276,12 @@ def render_markdown(records: list[dict], cells: dict[tuple, GridCell], best: dic
                   "Pearson/Spearman, MNLI matched/mismatched accuracy, the rest accuracy. A dash is a task not run. "
                   f"The average is over the tasks that were run only (how many of {len(GLUE_TABLE_TASKS)} in "
                   "brackets), so rows with different task counts do not compare.", "",
-                  glue_score_table(models, best, cells), "", model_origins(models, pretrained), "",
-                  "The winning grid point of each cell:", "", glue_winner_table(models, best), "",
+                  glue_score_table(models, best, cells), "", model_origins(models, pretrained), ""]
+        comparison = glue_reference_lines(models, pretrained, cells, best, score_cell)
+        if comparison:
+            parts += ["Beside the reference's GLUE table (published figures, not runs of this project):", "",
+                      comparison, ""]
+        parts += ["The winning grid point of each cell:", "", glue_winner_table(models, best), "",
                   "What each row cost (a row trained on a subset, or for fewer epochs than the reference's 4, "
                   "is not comparable with the reference tables; run time sums the runs, start-up included):", "",
                   glue_budget_table(models, cells), ""]

@@ -1,11 +1,13 @@
-"""The published pretraining figures the zoo sets its rows beside (the reference model-zoo tables), and the one
-line per row that compares them: at equal tokens seen where the reference publishes a curve, otherwise with the
-reference's final figure and the ratio of tokens seen, always naming both corpora.
+"""The published figures the zoo sets its rows beside (the reference model-zoo tables), and the one line per row
+that compares them. Pretraining: at equal tokens seen where the reference publishes a curve, otherwise with the
+reference's final figure and the ratio of tokens seen, always naming both corpora. GLUE: a row tuned over the
+reference's own grid, task by task beside the reference's best of that grid.
 """
 
 from dataclasses import dataclass
 
-from .zoo_grid import is_usable
+from .glue_tasks import TASKS
+from .zoo_grid import GLUE_TABLE_TASKS, GridCell, format_lr, format_number, is_usable
 
 
 @dataclass(frozen=True)
@@ -77,3 +79,68 @@ def reference_line(record: dict) -> str | None:
 def reference_lines(runs: list[dict]) -> str | None:
     lines = [line for line in map(reference_line, runs) if line]
     return "\n".join(lines) or None
+
+
+# The reference's GLUE table: the best dev score of its grid per task, as it prints each cell (x100).
+REFERENCE_GLUE = {
+    "bert-tiny": {"cola": "17.39", "sst2": "83.03", "mrpc": "82.83/73.77", "qqp": "65.71/77.47",
+                  "stsb": "40.85/40.28", "mnli": "57.31", "qnli": "64.29", "wnli": "59.15", "rte": "58.84"},
+    "bert-mini": {"cola": "26.97", "sst2": "87.27", "mrpc": "87.92/83.09", "qqp": "81.00/85.74",
+                  "stsb": "84.19/84.44", "mnli": "69.06", "qnli": "84.26", "wnli": "57.75", "rte": "62.09"},
+}
+REFERENCE_GLUE_GRID = ({8, 16, 32, 64, 128}, {1e-4, 3e-4, 3e-5, 5e-5}, {4.0})  # batch sizes, learning rates, epochs
+
+
+def glue_grid_differences(cells: list[GridCell]) -> list[str]:
+    """How a row's fine-tuning departs from the reference's grid (every training example, 4 epochs); [] when it
+    does not. A grid with fewer points or fewer epochs gives lower best scores, so it is never set beside."""
+    batch_sizes, rates, epochs = REFERENCE_GLUE_GRID
+    tried = ({c.batch_size for c in cells}, {c.learning_rate for c in cells}, {c.epochs for c in cells})
+    differences = [f"{name} {{{', '.join(map(show, sorted(ours)))}}}"
+                   for name, ours, theirs, show in zip(("batch sizes", "learning rates", "epochs"), tried,
+                                                       (batch_sizes, rates, epochs), (str, format_lr, format_number))
+                   if ours != theirs]
+    capped = sorted({r["max_train_samples"] for c in cells for r in c.runs if r.get("max_train_samples")})
+    if capped:
+        differences.append(f"the first {', '.join(map(str, capped))} training examples")
+    return differences
+
+
+def glue_reference_line(model: str, pretraining: dict, cells: list[GridCell], best: dict[str, GridCell],
+                        score_text) -> str | None:
+    """'- row beside the reference's <preset>, ...: CoLA ours vs theirs, ...' for a row pretrained here from a
+    preset the reference table has; None otherwise. `best` maps task -> winning cell; `score_text` prints one."""
+    preset = pretraining.get("config_name")
+    if preset not in REFERENCE_GLUE or pretraining.get("config_overrides") or not best:
+        return None
+    differences = glue_grid_differences(cells)
+    if differences:
+        return (f"- {model}: tuned over another grid than the reference's ({'; '.join(differences)}), so its "
+                f"GLUE scores are not set beside the reference's {preset}.")
+    seeds = max(len(cell.usable_runs) for cell in best.values())
+    scores = ", ".join(f"{TASKS[task].folder} {score_text(best[task])} vs {REFERENCE_GLUE[preset][task]}"
+                       for task in GLUE_TABLE_TASKS if task in best)
+    pretrained = REFERENCE_PRETRAINING[preset]
+    tokens = pretraining.get("tokens_seen") or 0
+    corpus = (pretraining.get("corpus") or "its corpus").split(" (validation")[0]  # the training text alone
+    budget = f"pretrained on {format_tokens(tokens)} tokens of {corpus}"
+    if pretrained.tokens:
+        budget += (f", 1/{pretrained.tokens / max(tokens, 1):,.0f} of the reference's ~{format_tokens(pretrained.tokens)}"
+                   f" tokens of {pretrained.corpus}")
+    else:
+        budget += f", the reference on {pretrained.corpus}"
+    return (f"- {model} beside the reference's {preset}, best of the same grid ({seeds} seed"
+            f"{'s' if seeds > 1 else ''} per point here): {scores}. This row was {budget}: different corpora and "
+            "pretraining budgets, so this says how far the row is from the reference, not which recipe is better.")
+
+
+def glue_reference_lines(models: list[str], pretrained: list[dict], cells: dict[tuple, GridCell],
+                         best: dict[tuple, GridCell], score_text) -> str | None:
+    by_model = {r["model"]: r for r in pretrained if is_usable(r)}
+    lines = []
+    for model in models:
+        if model in by_model:
+            line = glue_reference_line(model, by_model[model], [c for c in cells.values() if c.model == model],
+                                       {task: cell for (m, task), cell in best.items() if m == model}, score_text)
+            lines.append(line)
+    return "\n".join(line for line in lines if line) or None

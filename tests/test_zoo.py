@@ -359,3 +359,46 @@ def test_published_records_hold_no_absolute_path_and_rebuild_the_same_tables(gri
         for m in first["glue"] for t in first["glue"][m])
     assert (tmp_path / "a" / "MODEL_ZOO.md").read_text().split("## Methods")[0] == \
         (tmp_path / "b" / "MODEL_ZOO.md").read_text().split("## Methods")[0]
+
+
+def reference_grid_records(tmp_path, model: str, **extra) -> dict:
+    """SST-2 and MRPC over the reference's whole grid (20 points, 4 epochs, no cap), best at batch 32, lr 1e-4."""
+    for task in ("sst2", "mrpc"):
+        for bs in (8, 16, 32, 64, 128):
+            for lr in (3e-5, 5e-5, 1e-4, 3e-4):
+                score = 0.82 if (bs, lr) == (32, 1e-4) else 0.70
+                metrics = {"eval_f1": score + 0.01, "eval_accuracy": score - 0.01} if task == "mrpc" else None
+                write_record(tmp_path / model / task / f"bs{bs}_lr{lr}",
+                             glue_record(task=task, model=model, bs=bs, lr=lr, epochs=4.0, score=score,
+                                         metrics=metrics, **{"max_train_samples": None, **extra}))
+    return zoo.glue_grid(zoo.find_records([str(tmp_path / model)]))
+
+
+def test_a_row_tuned_over_the_reference_grid_is_set_beside_its_glue_table(tmp_path):
+    from lmzoo import zoo_reference
+
+    cells = reference_grid_records(tmp_path, "bert-tiny-books")
+    best = zoo.best_cells(cells)
+    pretrained = [pretrain_record(model="bert-tiny-books", config_name="bert-tiny", tokens_seen=49_152_000,
+                                  corpus="train-*.txt.xz (validation: validation.txt.xz)")]
+    text = zoo_reference.glue_reference_lines(["bert-tiny-books", "minilm"], pretrained, cells, best, zoo.score_cell)
+    assert text == ("- bert-tiny-books beside the reference's bert-tiny, best of the same grid (1 seed per point "
+                    "here): SST-2 82.00 vs 83.03, MRPC 83.00/81.00 vs 82.83/73.77. This row was pretrained on 49.2M "
+                    "tokens of train-*.txt.xz, 1/3,866 of the reference's ~190B tokens of English Wikipedia: "
+                    "different corpora and pretraining budgets, so this says how far the row is from the reference, "
+                    "not which recipe is better.")
+    # An overridden preset is not the reference's model; a checkpoint not pretrained here has no line either.
+    overridden = [dict(pretrained[0], config_overrides="num_hidden_layers=1")]
+    assert zoo_reference.glue_reference_lines(["bert-tiny-books"], overridden, cells, best, zoo.score_cell) is None
+
+
+def test_a_row_tuned_over_a_smaller_grid_says_why_it_is_not_compared(tmp_path):
+    from lmzoo import zoo_reference
+
+    cells = reference_grid_records(tmp_path, "bert-tiny", max_train_samples=2000)
+    cells = {key: cell for key, cell in cells.items() if cell.batch_size == 32 and cell.learning_rate != 3e-5}
+    line = zoo_reference.glue_reference_lines(["bert-tiny"], [pretrain_record()], cells, zoo.best_cells(cells),
+                                              zoo.score_cell)
+    assert line == ("- bert-tiny: tuned over another grid than the reference's (batch sizes {32}; learning rates "
+                    "{5e-5, 1e-4, 3e-4}; the first 2000 training examples), so its GLUE scores are not set beside "
+                    "the reference's bert-tiny.")
