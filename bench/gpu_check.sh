@@ -14,19 +14,8 @@ cd "$(dirname "$0")/.."
 STEPS=${STEPS:-300}
 OUT_ROOT=${OUT_ROOT:-${TMPDIR:-/tmp}/lmzoo-gpu-check}
 PY=${PYTHON:-python3}
-export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
-export LMZOO_CACHE_DIR=$OUT_ROOT/cache HF_HOME=$OUT_ROOT/hf
-
-if [ -n "${WHEELS:-}" ]; then
-    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$OUT_ROOT/site" "$WHEELS"/*.whl
-    export PYTHONPATH="$OUT_ROOT/site${PYTHONPATH:+:$PYTHONPATH}"
-fi
-$PY -m pip install -q --no-deps --no-build-isolation -e . >/dev/null 2>&1 || export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-$PY - <<'PY'
-import torch, transformers, datasets
-print(f"torch {torch.__version__}, transformers {transformers.__version__}, datasets {datasets.__version__}, "
-      f"device {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu'}")
-PY
+# shellcheck source=bench/gpu_env.sh
+source bench/gpu_env.sh
 rm -rf "$OUT_ROOT/runs"
 mkdir -p "$OUT_ROOT/runs"
 
