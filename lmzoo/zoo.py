@@ -21,7 +21,8 @@ import time
 from .errors import require, run_main
 from .glue_tasks import TASKS
 from .records import BATCH_FIELDS, GLUE_GRID_FIELDS, RECORD_NAME, atomic_write_json, atomic_write_text
-from .zoo_costs import glue_budget_table, markdown_table, pretrain_budget_table, pretrain_commands, sweep_commands
+from .zoo_costs import (different_grids_note, glue_budget_table, markdown_table, pretrain_budget_table,
+                        pretrain_commands, sweep_commands)
 from .zoo_figures import draw_figures
 from .zoo_reference import glue_reference_lines, reference_lines
 from .zoo_grid import (DASH, GLUE_TABLE_TASKS, METRIC_LABELS, SPLIT_LABELS, UNDEFINED, GridCell, best_cells,
@@ -276,7 +277,10 @@ def render_markdown(records: list[dict], cells: dict[tuple, GridCell], best: dic
                   "Pearson/Spearman, MNLI matched/mismatched accuracy, the rest accuracy. A dash is a task not run. "
                   f"The average is over the tasks that were run only (how many of {len(GLUE_TABLE_TASKS)} in "
                   "brackets), so rows with different task counts do not compare.", "",
-                  glue_score_table(models, best, cells), "", model_origins(models, pretrained), ""]
+                  glue_score_table(models, best, cells), ""]
+        note = different_grids_note(models, cells)
+        parts += [note, ""] if note else []
+        parts += [model_origins(models, pretrained), ""]
         comparison = glue_reference_lines(models, pretrained, cells, best, score_cell)
         if comparison:
             parts += ["Beside the reference's GLUE table (published figures, not runs of this project):", "",

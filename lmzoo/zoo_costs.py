@@ -57,6 +57,30 @@ def describe_duration(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{max(minutes, 1)} min"
 
 
+def describe_grid(runs: list[dict]) -> str:
+    """'{8, 16} x {1e-4, 3e-4} x {4}': batch size x learning rate x epochs, as tried."""
+    return " x ".join((describe_values({r["effective_batch_size"] for r in runs}),
+                       describe_values({float(r["learning_rate"]) for r in runs}, format_lr),
+                       describe_values({float(r["num_train_epochs"]) for r in runs})))
+
+
+def different_grids_note(models: list[str], cells: dict[tuple, GridCell]) -> str | None:
+    """When the rows were tuned over different grids or training sets, one sentence saying which, so that the
+    table beside it is not read as a ranking; None when they share one."""
+    by_setting = {}
+    for model in models:
+        runs = [r for c in cells.values() if c.model == model for r in c.runs]
+        examples = describe_train_examples(runs)
+        setting = describe_grid(runs) + (" on whole training sets" if examples == "all" else
+                                         f" on training sets cut to the {examples}")
+        by_setting.setdefault(setting, []).append(model)
+    if len(by_setting) < 2:
+        return None
+    groups = "; ".join(f"{' and '.join(names)} over {setting}" for setting, names in by_setting.items())
+    return (f"The rows were tuned over different grids ({groups}: batch size x learning rate x epochs), so a gap "
+            "between them may come from the grid rather than the model.")
+
+
 def glue_budget_table(models: list[str], cells: dict[tuple, GridCell]) -> str:
     header = ["Model", "tasks", "grid: batch size x learning rate x epochs", "seeds", "train examples",
               "dev examples", "runs", "total run time", "hardware"]
@@ -67,9 +91,7 @@ def glue_budget_table(models: list[str], cells: dict[tuple, GridCell]) -> str:
         rows.append([
             model,
             ", ".join(t for t in GLUE_TABLE_TASKS if any(r["task"] == t for r in runs)),
-            " x ".join((describe_values({r["effective_batch_size"] for r in runs}),
-                        describe_values({float(r["learning_rate"]) for r in runs}, format_lr),
-                        describe_values({float(r["num_train_epochs"]) for r in runs}))),
+            describe_grid(runs),
             describe_values({r.get("seed") for r in runs}),
             describe_train_examples(runs),
             describe_cap(runs, "max_eval_samples"),

@@ -402,3 +402,15 @@ def test_a_row_tuned_over_a_smaller_grid_says_why_it_is_not_compared(tmp_path):
     assert line == ("- bert-tiny: tuned over another grid than the reference's (batch sizes {32}; learning rates "
                     "{5e-5, 1e-4, 3e-4}; the first 2000 training examples), so its GLUE scores are not set beside "
                     "the reference's bert-tiny.")
+
+
+def test_rows_tuned_over_different_grids_are_said_to_be_so_under_the_table(tmp_path):
+    full = reference_grid_records(tmp_path, "bert-tiny-books")
+    reduced = reference_grid_records(tmp_path, "minilm", max_train_samples=2000)
+    reduced = {key: cell for key, cell in reduced.items() if cell.batch_size == 32}
+    note = zoo_costs.different_grids_note(["bert-tiny-books", "minilm"], {**full, **reduced})
+    assert note == ("The rows were tuned over different grids (bert-tiny-books over {8, 16, 32, 64, 128} x "
+                    "{3e-5, 5e-5, 1e-4, 3e-4} x {4} on whole training sets; minilm over {32} x {3e-5, 5e-5, 1e-4, "
+                    "3e-4} x {4} on training sets cut to the first 2000: batch size x learning rate x epochs), so "
+                    "a gap between them may come from the grid rather than the model.")
+    assert zoo_costs.different_grids_note(["bert-tiny-books"], full) is None
