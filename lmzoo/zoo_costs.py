@@ -57,6 +57,27 @@ def describe_duration(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{max(minutes, 1)} min"
 
 
+def seeds_by_task(runs: list[dict]) -> dict[str, frozenset]:
+    seeds = {}
+    for record in runs:
+        if record.get("seed") is not None:
+            seeds.setdefault(record["task"], set()).add(record["seed"])
+    return {task: frozenset(values) for task, values in seeds.items()}
+
+
+def describe_seeds(runs: list[dict]) -> str:
+    """'{42}', or with tasks run over other seeds than most: '{42, 43, 44} (sst2: {42})'."""
+    tasks_by_seeds = {}
+    for task, seeds in seeds_by_task(runs).items():
+        tasks_by_seeds.setdefault(seeds, []).append(task)
+    if not tasks_by_seeds:
+        return DASH
+    groups = sorted(tasks_by_seeds.items(), key=lambda group: (-len(group[1]), sorted(group[0])))
+    others = "; ".join(f"{', '.join(t for t in GLUE_TABLE_TASKS if t in tasks)}: {describe_values(seeds)}"
+                       for seeds, tasks in groups[1:])
+    return describe_values(groups[0][0]) + (f" ({others})" if others else "")
+
+
 def describe_grid(runs: list[dict]) -> str:
     """'{8, 16} x {1e-4, 3e-4} x {4}': batch size x learning rate x epochs, as tried."""
     return " x ".join((describe_values({r["effective_batch_size"] for r in runs}),
@@ -92,7 +113,7 @@ def glue_budget_table(models: list[str], cells: dict[tuple, GridCell]) -> str:
             model,
             ", ".join(t for t in GLUE_TABLE_TASKS if any(r["task"] == t for r in runs)),
             describe_grid(runs),
-            describe_values({r.get("seed") for r in runs}),
+            describe_seeds(runs),
             describe_train_examples(runs),
             describe_cap(runs, "max_eval_samples"),
             f"{completed} completed, {len(runs) - completed} failed or diverged",
@@ -128,11 +149,19 @@ def sweep_command(runs: list[dict]) -> str | None:
 
 
 def sweep_commands(models: list[str], cells: dict[tuple, GridCell]) -> str:
+    """A line per row; a row whose tasks were run over different seeds gets one sweep per set of seeds (a sweep
+    runs every task over every seed it is given)."""
     lines = []
     for model in models:
-        command = sweep_command([r for c in cells.values() if c.model == model for r in c.runs])
-        if command:
-            lines.append(f"- {model}: `{command}`")
+        runs = [r for c in cells.values() if c.model == model for r in c.runs]
+        by_seeds = {}
+        for task, seeds in seeds_by_task(runs).items():
+            by_seeds.setdefault(seeds, set()).add(task)
+        groups = sorted(by_seeds.values(), key=lambda tasks: -len(tasks)) or [set()]
+        commands = [sweep_command([r for r in runs if not tasks or r["task"] in tasks]) for tasks in groups]
+        commands = [f"`{command}`" for command in commands if command]
+        if commands:
+            lines.append(f"- {model}: " + " and ".join(commands))
     return "\n".join(lines)
 
 

@@ -414,3 +414,18 @@ def test_rows_tuned_over_different_grids_are_said_to_be_so_under_the_table(tmp_p
                     "3e-4} x {4} on training sets cut to the first 2000: batch size x learning rate x epochs), so "
                     "a gap between them may come from the grid rather than the model.")
     assert zoo_costs.different_grids_note(["bert-tiny-books"], full) is None
+
+
+def test_tasks_run_over_more_seeds_are_named_in_the_budget_and_get_their_own_sweep(tmp_path):
+    request = {"name": "minilm", "model": "minilm", "max_train_samples": 2000, "extra_args": []}
+    for task, seeds in (("cola", (42, 43, 44)), ("rte", (42, 43, 44)), ("sst2", (42,))):
+        for seed in seeds:
+            write_record(tmp_path / task / str(seed), glue_record(
+                task=task, seed=seed, sweep={"name": "minilm", "request": request, "seconds": 60}))
+    cells = zoo.glue_grid(zoo.find_records([str(tmp_path)]))
+    assert zoo_costs.glue_budget_table(["minilm"], cells).splitlines()[2].split(" | ")[3] == \
+        "{42, 43, 44} (sst2: {42})"
+    assert zoo_costs.sweep_commands(["minilm"], cells) == (
+        "- minilm: `TASKS='cola rte' BATCH_SIZES=32 LEARNING_RATES=5e-5 EPOCHS=3 SEEDS='42 43 44' "
+        "MAX_TRAIN_SAMPLES=2000 bash sweep_glue.sh minilm` and `TASKS=sst2 BATCH_SIZES=32 LEARNING_RATES=5e-5 "
+        "EPOCHS=3 SEEDS=42 MAX_TRAIN_SAMPLES=2000 bash sweep_glue.sh minilm`")
