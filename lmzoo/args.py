@@ -105,6 +105,11 @@ class PretrainingArguments(LmzooTrainingArguments):
         "help": "Linear warm-up: a number of steps, or a fraction of the run when below 1."})
     eval_on_start: bool = field(default=True, metadata={
         "help": "Evaluate the untrained model first (with --do_eval), so the record shows how far training got."})
+    max_train_minutes: float | None = field(default=None, metadata={
+        "help": "Stop training after this many minutes (from the start of training in this process), then evaluate, "
+                "save and record as usual, instead of being killed with nothing saved: for a machine lent for a fixed "
+                "time or a job with a wall-time limit. The learning-rate schedule still follows --max_steps, so "
+                "size --max_steps to fit and keep this as the safety net; the record says where it stopped."})
     gpu_defaults: bool = field(default=True, metadata={
         "help": "On a CUDA GPU: TF32, torch.compile, fused AdamW, persistent pinned data-loader workers, each unless "
                 "its own flag is given (lmzoo.gpu_defaults); False keeps the plain Trainer settings."})
@@ -112,6 +117,8 @@ class PretrainingArguments(LmzooTrainingArguments):
     def __post_init__(self):
         from .gpu_defaults import apply_gpu_defaults, explicit_flags
 
+        require(self.max_train_minutes is None or self.max_train_minutes > 0,
+                f"--max_train_minutes must be more than 0, got {self.max_train_minutes}")
         self.gpu_defaults_applied = {}
         if self.gpu_defaults and torch.cuda.is_available() and not self.use_cpu:
             self.gpu_defaults_applied = apply_gpu_defaults(self, explicit_flags.get())

@@ -1,4 +1,4 @@
-"""Trainer callbacks: throughput and MFU in the logs, and a guard against a diverged loss.
+"""Trainer callbacks: throughput and MFU in the logs, a guard against a diverged loss, and a time limit.
 
 MFU = achieved model FLOP/s over the device's peak; both halves are defined in lmzoo.flops.
 """
@@ -136,3 +136,39 @@ class DivergenceGuard(TrainerCallback):
             control.should_evaluate = False
             print(f"[lmzoo] training diverged: loss {self.bad_loss} at step {self.diverged_at_step}; stopping and "
                   "keeping the last good checkpoint", flush=True)
+
+
+class TrainingTimeLimit(TrainerCallback):
+    """Stops training once `minutes` have passed since it began, through the Trainer's own should_training_stop,
+    so that evaluation, saving and the record still happen (a run killed from outside leaves none of them).
+
+    Every process must stop at the same step, or the others wait forever in their next collective: with several
+    processes the main process's clock decides, broadcast to the rest every `check_every` steps (one small
+    collective then, rather than a host sync every step); a single process reads its clock every step."""
+
+    def __init__(self, minutes: float, check_every: int = 10, clock=time.monotonic):
+        self.seconds = 60 * minutes
+        self.check_every = check_every
+        self.clock = clock
+        self.started = None
+        self.stopped_at_step = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = self.clock()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        several = args.world_size > 1
+        if several and state.global_step % self.check_every:
+            return
+        expired = self.clock() - self.started >= self.seconds
+        if several:
+            import torch.distributed as dist
+
+            flag = torch.tensor([int(expired)], device=args.device)
+            dist.broadcast(flag, src=0)
+            expired = bool(flag.item())
+        if expired and not control.should_training_stop:
+            control.should_training_stop = True
+            self.stopped_at_step = state.global_step
+            print(f"[lmzoo] time limit of {self.seconds / 60:g} min reached at step {state.global_step} of "
+                  f"{state.max_steps}: stopping, then evaluating and saving as usual", flush=True)

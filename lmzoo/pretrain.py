@@ -22,7 +22,7 @@ from transformers import set_seed
 
 from .cache import default_cache_dir
 from .checkpoints import check_model_folder
-from .callbacks import DivergenceGuard, ThroughputCallback
+from .callbacks import DivergenceGuard, ThroughputCallback, TrainingTimeLimit
 from .logs import quiet_library_logs
 from .flops import device_peak_flops, flops_per_token, precision_of
 from .errors import UsageError, require
@@ -56,19 +56,23 @@ class Run:
     started: float = field(default_factory=time.time)
     throughput: ThroughputCallback | None = None
     guard: DivergenceGuard = field(default_factory=DivergenceGuard)
+    time_limit: TrainingTimeLimit | None = None
 
     @property
     def hub_cache(self) -> str:
         return os.path.join(self.cache_root, "hub")
 
     def callbacks(self, model, tokens_per_sample: int, head_fraction: float = 1.0, target_length: int | None = None):
-        """Throughput/MFU and the divergence guard. tokens_per_sample: the input length; target_length: an
-        encoder-decoder's decoder length; head_fraction: the share of tokens the output layer runs on."""
+        """Throughput/MFU, the divergence guard and --max_train_minutes. tokens_per_sample: the input length;
+        target_length: an encoder-decoder's decoder length; head_fraction: the share of tokens the output layer
+        runs on."""
         precision = precision_of(self.training_args)
         peak, source = device_peak_flops(precision, self.cache_root)
         flops = flops_per_token(model, tokens_per_sample, head_fraction, target_length)
         self.throughput = ThroughputCallback(tokens_per_sample, flops, peak, source)
-        return [self.throughput, self.guard]
+        minutes = getattr(self.training_args, "max_train_minutes", None)
+        self.time_limit = TrainingTimeLimit(minutes) if minutes else None
+        return [self.throughput, self.guard] + ([self.time_limit] if self.time_limit else [])
 
 
 def start_run(training_args, data_args) -> Run:
@@ -257,6 +261,9 @@ def finish_run(trainer, run: Run, plan, *, script: str, model_args, data_args, e
     }
     if run.guard.diverged_at_step is not None:
         record["diverged_at_step"] = run.guard.diverged_at_step
+    if run.time_limit is not None:
+        record["time_limit"] = {"minutes": args.max_train_minutes, "stopped_at_step": run.time_limit.stopped_at_step,
+                                "planned_steps": trainer.state.max_steps}
     if trainer.is_world_process_zero():
         if after_training is not None and status == "completed":
             after_training(record)
@@ -281,6 +288,10 @@ def end_distributed() -> None:
 def print_summary(record: dict, metrics: dict, output_dir: str) -> None:
     lines = [f"[lmzoo] {record['script']} {record['status']}: {record['steps']} steps, "
              f"{record['tokens_seen']:,} tokens, {record['wall_time_s']} s"]
+    limit = record.get("time_limit") or {}
+    if limit.get("stopped_at_step") is not None:
+        lines.append(f"[lmzoo] stopped by --max_train_minutes {limit['minutes']:g} at step {limit['stopped_at_step']} "
+                     f"of {limit['planned_steps']} (the learning rate had not finished its decay)")
     if record.get("eval_loss") is not None:
         lines.append(f"[lmzoo] eval_loss {record['eval_loss']:.4f}  perplexity {record['perplexity']:.2f}  "
                      f"accuracy {record['eval_accuracy']:.4f}  (over {record['eval_tokens']:,} tokens of "

@@ -172,3 +172,59 @@ def test_outputs_and_caches_get_the_users_umask_not_owner_only(cli, data_dir, tm
         assert path.stat().st_mode & 0o777 == 0o644, path
     caches = list((tmp_path / "cache" / "tokenized").iterdir()) + list((tmp_path / "cache" / "tokenizers").iterdir())
     assert caches and all(c.stat().st_mode & 0o777 == 0o755 for c in caches if c.is_dir())
+
+
+def test_the_time_limit_stops_at_the_first_step_past_it_and_only_once():
+    from types import SimpleNamespace
+
+    from lmzoo.callbacks import TrainingTimeLimit
+
+    now = [0.0]
+    limit = TrainingTimeLimit(minutes=1, clock=lambda: now[0])
+    args, state = SimpleNamespace(world_size=1), SimpleNamespace(global_step=0, max_steps=1000)
+    control = SimpleNamespace(should_training_stop=False)
+    limit.on_train_begin(args, state, control)
+    for step in range(1, 100):
+        now[0] += 7.0  # step 9 ends at 63 s
+        state.global_step = step
+        limit.on_step_end(args, state, control)
+        if control.should_training_stop:
+            break
+    assert (state.global_step, limit.stopped_at_step) == (9, 9)
+
+
+def test_a_run_past_its_time_limit_still_evaluates_saves_and_says_where_it_stopped(repo_root, data_dir, tmp_path,
+                                                                                   env):
+    out = tmp_path / "run"
+    proc = subprocess.run(clm_command(repo_root, data_dir, out, "--max_steps", "100000", "--save_strategy", "no",
+                                      "--max_train_minutes", "0.05"),
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((out / "lmzoo_record.json").read_text())
+    stopped = record["time_limit"]["stopped_at_step"]
+    assert record["status"] == "completed" and 0 < stopped == record["steps"] < 100000
+    assert record["time_limit"] == {"minutes": 0.05, "stopped_at_step": stopped, "planned_steps": 100000}
+    assert record["eval_loss"] is not None and (out / "model.safetensors").is_file()
+    assert f"stopped by --max_train_minutes 0.05 at step {stopped} of 100000" in proc.stdout
+
+
+def test_a_time_limit_of_nothing_is_refused_in_one_line(repo_root, data_dir, tmp_path, env):
+    proc = subprocess.run(clm_command(repo_root, data_dir, tmp_path / "run", "--max_train_minutes", "0"),
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2 and not (tmp_path / "run").exists()
+    assert proc.stderr.strip().splitlines()[-1] == "run_clm.py: error: --max_train_minutes must be more than 0, got 0.0"
+
+
+def test_under_torchrun_every_process_stops_at_the_same_step(repo_root, data_dir, tmp_path, env):
+    """The main process's clock decides, broadcast every 10 steps: a process that stopped alone would leave the
+    other waiting in its next gradient all-reduce until the timeout."""
+    out = tmp_path / "run"
+    command = clm_command(repo_root, data_dir, out, "--max_steps", "100000", "--save_strategy", "no",
+                          "--max_train_minutes", "0.1", "--ddp_backend", "gloo")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                           "29531", *command[1:]], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((out / "lmzoo_record.json").read_text())
+    stopped = record["time_limit"]["stopped_at_step"]
+    assert record["world_size"] == 2 and stopped == record["steps"] and stopped % 10 == 0
+    assert record["eval_loss"] is not None and (out / "model.safetensors").is_file()
