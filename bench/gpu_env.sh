@@ -1,6 +1,6 @@
 # Sourced by the GPU benches (bench/gpu_check.sh, bench/gpu_zoo_books.sh) from the repository root, with PY and
 # OUT_ROOT set: offline settings, caches under OUT_ROOT, the wheels in WHEELS=DIR (if given) installed into a
-# private folder for a machine that lacks e.g. datasets, lmzoo itself, and one line of versions.
+# private folder for a machine that lacks e.g. datasets, lmzoo from the checkout, and one line of versions.
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 export LMZOO_CACHE_DIR=$OUT_ROOT/cache HF_HOME=$OUT_ROOT/hf TORCHINDUCTOR_CACHE_DIR=$OUT_ROOT/inductor
 
@@ -8,7 +8,7 @@ if [ -n "${WHEELS:-}" ]; then
     $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$OUT_ROOT/site" "$WHEELS"/*.whl
     export PYTHONPATH="$OUT_ROOT/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
-$PY -m pip install -q --no-deps --no-build-isolation -e . >/dev/null 2>&1 || export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # lmzoo from this checkout, nothing installed
 $PY - <<'PY'
 import torch, transformers, datasets
 print(f"torch {torch.__version__}, transformers {transformers.__version__}, datasets {datasets.__version__}, "

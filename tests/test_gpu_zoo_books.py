@@ -10,39 +10,69 @@ import sys
 import pytest
 
 
-def run_script(repo_root, tmp_path, data_dir, **env):
+@pytest.fixture(scope="module")
+def books(data_dir):
+    if not (data_dir / "gutenberg" / "train-09.txt.xz").is_file():
+        pytest.skip("the book corpus is not in the shared data folder")
+    return data_dir
+
+
+@pytest.fixture(scope="module")
+def out_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("gpu-books")  # the tokenized caches, shared by the runs below
+
+
+def run_script(repo_root, tmp_path, data_dir, out_root, **env):
     environment = {**os.environ, "QUICK": "1", "PYTHON": sys.executable, "DATA_DIR": str(data_dir),
-                   "OUT_ROOT": str(tmp_path / "root"), "RUNS_DIR": str(tmp_path / "runs"),
-                   "PACK_DIR": str(tmp_path / "pack"), "OMP_NUM_THREADS": "2", **env}
+                   "SHARDS": "train-09.txt.xz", "OUT_ROOT": str(out_root), "RUNS_DIR": str(tmp_path / "runs"),
+                   "PACK_DIR": str(tmp_path / "pack"), "PART_SIZE": "1m", "OMP_NUM_THREADS": "2", **env}
     return subprocess.run(["bash", str(repo_root / "bench" / "gpu_zoo_books.sh")], env=environment,
                           capture_output=True, text=True, timeout=900)
 
 
-def test_the_dry_run_trains_both_rows_and_packs_a_loadable_checkpoint(repo_root, tmp_path, data_dir):
-    if not (data_dir / "gutenberg" / "train-09.txt.xz").is_file():
-        pytest.skip("the book corpus is not in the shared data folder")
-    result = run_script(repo_root, tmp_path, data_dir, SHARDS="train-09.txt.xz")
+def unpack(tmp_path, name) -> list[str]:
+    """Join a run's parts into tmp_path/unpacked; the member names."""
+    parts = sorted((tmp_path / "pack").glob(f"{name}.tar.part*"))
+    assert parts and all(p.stat().st_size <= 2**20 for p in parts)
+    joined = b"".join(p.read_bytes() for p in parts)
+    (tmp_path / "unpacked").mkdir(exist_ok=True)
+    subprocess.run(["tar", "-x", "-C", str(tmp_path / "unpacked")], input=joined, check=True)
+    listing = subprocess.run(["tar", "-t"], input=joined, check=True, capture_output=True).stdout.decode()
+    return listing.split()
+
+
+def test_the_dry_run_trains_both_rows_and_packs_what_must_come_back(repo_root, tmp_path, books, out_root):
+    result = run_script(repo_root, tmp_path, books, out_root)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for name, script in (("bert-mini-books", "run_mlm.py"), ("gpt2-books", "run_clm.py")):
         record = json.loads((tmp_path / "runs" / name / "lmzoo_record.json").read_text())
         assert record["status"] == "completed" and record["script"] == script
         assert math.isfinite(record["perplexity"]) and math.isfinite(record["test_perplexity"])
         assert record["corpus"] == "train-09.txt.xz (validation: validation.txt.xz, test: test.txt.xz)"
-    parts = sorted((tmp_path / "pack").glob("bert-mini-books.tar.part*"))
-    assert parts and all(p.stat().st_size < 16 * 2**20 for p in parts)
-    assert not any("safetensors" in p.name for p in (tmp_path / "pack").iterdir())
-    unpacked = tmp_path / "unpacked"
-    unpacked.mkdir()
-    subprocess.run(f"cat {' '.join(map(str, parts))} | tar -x -C {unpacked}", shell=True, check=True)
+        assert (tmp_path / "pack" / f"{name}.log").is_file()
+    bert = unpack(tmp_path, "bert-mini-books")
+    assert len(list((tmp_path / "pack").glob("bert-mini-books.tar.part*"))) > 1  # the joining is exercised
+    assert "bert-mini-books/model.safetensors" in bert
+    gpt2 = unpack(tmp_path, "gpt2-books")
+    assert "gpt2-books/lmzoo_record.json" in gpt2 and not any(m.endswith(".safetensors") for m in gpt2)
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-    model = AutoModelForMaskedLM.from_pretrained(unpacked / "bert-mini-books")
-    tokenizer = AutoTokenizer.from_pretrained(unpacked / "bert-mini-books")
+    folder = tmp_path / "unpacked" / "bert-mini-books"
+    model, tokenizer = AutoModelForMaskedLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
     assert model.config.hidden_size == 64 and tokenizer("a book")["input_ids"][0] == tokenizer.cls_token_id
 
 
-def test_a_missing_corpus_stops_it_before_anything_is_installed_or_run(repo_root, tmp_path):
-    result = run_script(repo_root, tmp_path, tmp_path / "nowhere")
+def test_a_run_that_overruns_its_guard_fails_the_call_but_the_other_still_comes_back(repo_root, tmp_path, books,
+                                                                                   out_root):
+    result = run_script(repo_root, tmp_path, books, out_root, BERT_TIMEOUT="1")
+    assert result.returncode == 1
+    assert "== bert-mini-books (at most 1 s)\n   exit 124" in result.stdout
+    assert not (tmp_path / "runs" / "bert-mini-books" / "lmzoo_record.json").exists()
+    assert "gpt2-books/lmzoo_record.json" in unpack(tmp_path, "gpt2-books")
+
+
+def test_a_missing_corpus_stops_it_before_anything_is_installed_or_run(repo_root, tmp_path, out_root):
+    result = run_script(repo_root, tmp_path, tmp_path / "nowhere", out_root)
     assert result.returncode == 2 and not (tmp_path / "runs").exists()
     assert result.stderr.strip() == (f"gpu_zoo_books: {tmp_path / 'nowhere'}/gutenberg/validation.txt.xz is missing "
                                      f"(DATA_DIR={tmp_path / 'nowhere'})")
