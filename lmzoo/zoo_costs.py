@@ -91,14 +91,12 @@ def different_grids_note(models: list[str], cells: dict[tuple, GridCell]) -> str
     by_setting = {}
     for model in models:
         runs = [r for c in cells.values() if c.model == model for r in c.runs]
-        examples = describe_train_examples(runs)
-        setting = describe_grid(runs) + (" on whole training sets" if examples == "all" else
-                                         f" on training sets cut to the {examples}")
+        setting = f"{describe_grid(runs)}, training examples: {describe_train_examples(runs)}"
         by_setting.setdefault(setting, []).append(model)
     if len(by_setting) < 2:
         return None
-    groups = "; ".join(f"{' and '.join(names)} over {setting}" for setting, names in by_setting.items())
-    return (f"The rows were tuned over different grids ({groups}: batch size x learning rate x epochs), so a gap "
+    groups = "; ".join(f"{' and '.join(names)}: {setting}" for setting, names in by_setting.items())
+    return (f"The rows were tuned over different grids (batch size x learning rate x epochs; {groups}), so a gap "
             "between them may come from the grid rather than the model.")
 
 

@@ -91,19 +91,31 @@ REFERENCE_GLUE = {
 REFERENCE_GLUE_GRID = ({8, 16, 32, 64, 128}, {1e-4, 3e-4, 3e-5, 5e-5}, {4.0})  # batch sizes, learning rates, epochs
 
 
-def glue_grid_differences(cells: list[GridCell]) -> list[str]:
-    """How a row's fine-tuning departs from the reference's grid (every training example, 4 epochs); [] when it
-    does not. A grid with fewer points or fewer epochs gives lower best scores, so it is never set beside."""
+def glue_grid_differences(cells: list[GridCell], tasks) -> list[str]:
+    """How a row's fine-tuning departs from the reference's (every point of its grid on each task, whole
+    training and dev sets); [] when it does not. Fewer points, fewer epochs or less data give other best scores,
+    so such a row is never set beside the reference."""
     batch_sizes, rates, epochs = REFERENCE_GLUE_GRID
     tried = ({c.batch_size for c in cells}, {c.learning_rate for c in cells}, {c.epochs for c in cells})
     differences = [f"{name} {{{', '.join(map(show, sorted(ours)))}}}"
                    for name, ours, theirs, show in zip(("batch sizes", "learning rates", "epochs"), tried,
                                                        (batch_sizes, rates, epochs), (str, format_lr, format_number))
                    if ours != theirs]
-    capped = sorted({r["max_train_samples"] for c in cells for r in c.runs if r.get("max_train_samples")})
-    if capped:
-        differences.append(f"the first {', '.join(map(str, capped))} training examples")
+    if not differences:  # every value of each axis was tried: was every point, on every task?
+        points = len(batch_sizes) * len(rates) * len(epochs)
+        short = [TASKS[t].folder for t in GLUE_TABLE_TASKS if t in tasks
+                 and len({(c.batch_size, c.learning_rate, c.epochs) for c in cells if c.task == t}) < points]
+        differences += [f"{', '.join(short)}: fewer than its {points} points"] if short else []
+    for key, what in (("max_train_samples", "training"), ("max_eval_samples", "dev")):
+        capped = sorted({r[key] for c in cells for r in c.runs if r.get(key)})
+        differences += [f"the first {', '.join(map(str, capped))} {what} examples"] if capped else []
     return differences
+
+
+def describe_reference_grid() -> str:
+    batch_sizes, rates, epochs = REFERENCE_GLUE_GRID
+    return " x ".join("{" + ", ".join(map(show, sorted(values))) + "}"
+                      for values, show in ((batch_sizes, str), (rates, format_lr), (epochs, format_number)))
 
 
 def glue_reference_line(model: str, pretraining: dict, cells: list[GridCell], best: dict[str, GridCell],
@@ -113,11 +125,16 @@ def glue_reference_line(model: str, pretraining: dict, cells: list[GridCell], be
     preset = pretraining.get("config_name")
     if preset not in REFERENCE_GLUE or pretraining.get("config_overrides") or not best:
         return None
-    differences = glue_grid_differences(cells)
+    differences = glue_grid_differences(cells, best)
     if differences:
-        return (f"- {model}: tuned over another grid than the reference's ({'; '.join(differences)}), so its "
-                f"GLUE scores are not set beside the reference's {preset}.")
-    seeds = max(len(cell.usable_runs) for cell in best.values())
+        return (f"- {model}: tuned over a different grid from the reference's ({describe_reference_grid()}, every "
+                f"point on each task, whole training and dev sets): here {'; '.join(differences)}. Its GLUE scores "
+                f"are therefore not set beside the reference's {preset}.")
+    seeds = {task: len(cell.usable_runs) for task, cell in best.items()}
+    usual = max(set(seeds.values()), key=lambda n: (list(seeds.values()).count(n), n))  # the most tasks', then more
+    others = ", ".join(f"{TASKS[t].folder}: {seeds[t]}" for t in GLUE_TABLE_TASKS if t in seeds and seeds[t] != usual)
+    seeds_text = "the best of the same grid, " + (f"each point here the mean of {usual} seeds" if usual > 1 else
+                                                   "one seed per point here") + (f" ({others})" if others else "")
     scores = ", ".join(f"{TASKS[task].folder} {score_text(best[task])} vs {REFERENCE_GLUE[preset][task]}"
                        for task in GLUE_TABLE_TASKS if task in best)
     pretrained = REFERENCE_PRETRAINING[preset]
@@ -129,9 +146,9 @@ def glue_reference_line(model: str, pretraining: dict, cells: list[GridCell], be
                    f" tokens of {pretrained.corpus}")
     else:
         budget += f", the reference on {pretrained.corpus}"
-    return (f"- {model} beside the reference's {preset}, best of the same grid ({seeds} seed"
-            f"{'s' if seeds > 1 else ''} per point here): {scores}. This row was {budget}: different corpora and "
-            "pretraining budgets, so this says how far the row is from the reference, not which recipe is better.")
+    return (f"- {model} beside the reference's {preset}, {seeds_text}: {scores}. This row was {budget}: different "
+            "corpora and pretraining budgets, so this says how far the row is from the reference, not which recipe "
+            "is better.")
 
 
 def glue_reference_lines(models: list[str], pretrained: list[dict], cells: dict[tuple, GridCell],

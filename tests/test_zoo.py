@@ -382,8 +382,8 @@ def test_a_row_tuned_over_the_reference_grid_is_set_beside_its_glue_table(tmp_pa
     pretrained = [pretrain_record(model="bert-tiny-books", config_name="bert-tiny", tokens_seen=49_152_000,
                                   corpus="train-*.txt.xz (validation: validation.txt.xz)")]
     text = zoo_reference.glue_reference_lines(["bert-tiny-books", "minilm"], pretrained, cells, best, zoo.score_cell)
-    assert text == ("- bert-tiny-books beside the reference's bert-tiny, best of the same grid (1 seed per point "
-                    "here): SST-2 82.00 vs 83.03, MRPC 83.00/81.00 vs 82.83/73.77. This row was pretrained on 49.2M "
+    assert text == ("- bert-tiny-books beside the reference's bert-tiny, the best of the same grid, one seed per "
+                    "point here: SST-2 82.00 vs 83.03, MRPC 83.00/81.00 vs 82.83/73.77. This row was pretrained on 49.2M "
                     "tokens of train-*.txt.xz, 1/3,866 of the reference's ~190B tokens of English Wikipedia: "
                     "different corpora and pretraining budgets, so this says how far the row is from the reference, "
                     "not which recipe is better.")
@@ -399,9 +399,40 @@ def test_a_row_tuned_over_a_smaller_grid_says_why_it_is_not_compared(tmp_path):
     cells = {key: cell for key, cell in cells.items() if cell.batch_size == 32 and cell.learning_rate != 3e-5}
     line = zoo_reference.glue_reference_lines(["bert-tiny"], [pretrain_record()], cells, zoo.best_cells(cells),
                                               zoo.score_cell)
-    assert line == ("- bert-tiny: tuned over another grid than the reference's (batch sizes {32}; learning rates "
-                    "{5e-5, 1e-4, 3e-4}; the first 2000 training examples), so its GLUE scores are not set beside "
-                    "the reference's bert-tiny.")
+    assert line == ("- bert-tiny: tuned over a different grid from the reference's ({8, 16, 32, 64, 128} x {3e-5, "
+                    "5e-5, 1e-4, 3e-4} x {4}, every point on each task, whole training and dev sets): here batch "
+                    "sizes {32}; learning rates {5e-5, 1e-4, 3e-4}; the first 2000 training examples. Its GLUE "
+                    "scores are therefore not set beside the reference's bert-tiny.")
+
+
+def test_a_task_short_of_the_reference_grid_or_a_capped_dev_set_is_not_compared(tmp_path):
+    from lmzoo import zoo_reference
+
+    cells = reference_grid_records(tmp_path, "bert-tiny-books")
+    pretrained = [pretrain_record(model="bert-tiny-books", config_name="bert-tiny")]
+    # MRPC at one point while SST-2 covers the grid: each axis still shows every value, but MRPC was not tuned.
+    partial = {key: cell for key, cell in cells.items()
+               if cell.task == "sst2" or (cell.batch_size, cell.learning_rate) == (32, 1e-4)}
+    line = zoo_reference.glue_reference_lines(["bert-tiny-books"], pretrained, partial, zoo.best_cells(partial),
+                                              zoo.score_cell)
+    assert "here MRPC: fewer than its 20 points." in line and "vs 83.03" not in line
+    capped = reference_grid_records(tmp_path / "capped", "bert-tiny-books", max_eval_samples=500)
+    line = zoo_reference.glue_reference_lines(["bert-tiny-books"], pretrained, capped, zoo.best_cells(capped),
+                                              zoo.score_cell)
+    assert "here the first 500 dev examples." in line
+
+
+def test_the_comparison_says_how_many_seeds_each_point_averages(tmp_path):
+    from lmzoo import zoo_reference
+
+    cells = reference_grid_records(tmp_path, "bert-tiny-books")
+    for seed in (43, 44):  # MRPC over three seeds, SST-2 over one
+        for key, cell in list(cells.items()):
+            if cell.task == "mrpc":
+                cell.runs.append(dict(cell.runs[0], seed=seed))
+    line = zoo_reference.glue_reference_lines(["bert-tiny-books"], [pretrain_record(
+        model="bert-tiny-books", config_name="bert-tiny")], cells, zoo.best_cells(cells), zoo.score_cell)
+    assert "the best of the same grid, each point here the mean of 3 seeds (SST-2: 1):" in line
 
 
 def test_rows_tuned_over_different_grids_are_said_to_be_so_under_the_table(tmp_path):
@@ -409,10 +440,10 @@ def test_rows_tuned_over_different_grids_are_said_to_be_so_under_the_table(tmp_p
     reduced = reference_grid_records(tmp_path, "minilm", max_train_samples=2000)
     reduced = {key: cell for key, cell in reduced.items() if cell.batch_size == 32}
     note = zoo_costs.different_grids_note(["bert-tiny-books", "minilm"], {**full, **reduced})
-    assert note == ("The rows were tuned over different grids (bert-tiny-books over {8, 16, 32, 64, 128} x "
-                    "{3e-5, 5e-5, 1e-4, 3e-4} x {4} on whole training sets; minilm over {32} x {3e-5, 5e-5, 1e-4, "
-                    "3e-4} x {4} on training sets cut to the first 2000: batch size x learning rate x epochs), so "
-                    "a gap between them may come from the grid rather than the model.")
+    assert note == ("The rows were tuned over different grids (batch size x learning rate x epochs; "
+                    "bert-tiny-books: {8, 16, 32, 64, 128} x {3e-5, 5e-5, 1e-4, 3e-4} x {4}, training examples: "
+                    "all; minilm: {32} x {3e-5, 5e-5, 1e-4, 3e-4} x {4}, training examples: first 2000), so a gap "
+                    "between them may come from the grid rather than the model.")
     assert zoo_costs.different_grids_note(["bert-tiny-books"], full) is None
 
 
