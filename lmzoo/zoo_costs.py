@@ -57,24 +57,25 @@ def describe_duration(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{max(minutes, 1)} min"
 
 
-def seeds_by_task(runs: list[dict]) -> dict[str, frozenset]:
+def tasks_by_seeds(runs: list[dict]) -> list[tuple[frozenset, list[str]]]:
+    """The tasks grouped by the set of seeds they were run over, the largest group first (in table order)."""
     seeds = {}
     for record in runs:
         if record.get("seed") is not None:
             seeds.setdefault(record["task"], set()).add(record["seed"])
-    return {task: frozenset(values) for task, values in seeds.items()}
+    groups = {}
+    for task in GLUE_TABLE_TASKS:
+        if task in seeds:
+            groups.setdefault(frozenset(seeds[task]), []).append(task)
+    return sorted(groups.items(), key=lambda group: (-len(group[1]), sorted(group[0])))
 
 
 def describe_seeds(runs: list[dict]) -> str:
     """'{42}', or with tasks run over other seeds than most: '{42, 43, 44} (sst2: {42})'."""
-    tasks_by_seeds = {}
-    for task, seeds in seeds_by_task(runs).items():
-        tasks_by_seeds.setdefault(seeds, []).append(task)
-    if not tasks_by_seeds:
+    groups = tasks_by_seeds(runs)
+    if not groups:
         return DASH
-    groups = sorted(tasks_by_seeds.items(), key=lambda group: (-len(group[1]), sorted(group[0])))
-    others = "; ".join(f"{', '.join(t for t in GLUE_TABLE_TASKS if t in tasks)}: {describe_values(seeds)}"
-                       for seeds, tasks in groups[1:])
+    others = "; ".join(f"{', '.join(tasks)}: {describe_values(seeds)}" for seeds, tasks in groups[1:])
     return describe_values(groups[0][0]) + (f" ({others})" if others else "")
 
 
@@ -152,11 +153,8 @@ def sweep_commands(models: list[str], cells: dict[tuple, GridCell]) -> str:
     lines = []
     for model in models:
         runs = [r for c in cells.values() if c.model == model for r in c.runs]
-        by_seeds = {}
-        for task, seeds in seeds_by_task(runs).items():
-            by_seeds.setdefault(seeds, set()).add(task)
-        groups = sorted(by_seeds.values(), key=lambda tasks: -len(tasks)) or [set()]
-        commands = [sweep_command([r for r in runs if not tasks or r["task"] in tasks]) for tasks in groups]
+        groups = [tasks for _, tasks in tasks_by_seeds(runs)] or [None]
+        commands = [sweep_command([r for r in runs if tasks is None or r["task"] in tasks]) for tasks in groups]
         commands = [f"`{command}`" for command in commands if command]
         if commands:
             lines.append(f"- {model}: " + " and ".join(commands))

@@ -7,6 +7,7 @@ reference's own grid, task by task beside the reference's best of that grid.
 from dataclasses import dataclass
 
 from .glue_tasks import TASKS
+from .zoo_costs import describe_values
 from .zoo_grid import GLUE_TABLE_TASKS, GridCell, format_lr, format_number, is_usable
 
 
@@ -97,7 +98,7 @@ def glue_grid_differences(cells: list[GridCell], tasks) -> list[str]:
     so such a row is never set beside the reference."""
     batch_sizes, rates, epochs = REFERENCE_GLUE_GRID
     tried = ({c.batch_size for c in cells}, {c.learning_rate for c in cells}, {c.epochs for c in cells})
-    differences = [f"{name} {{{', '.join(map(show, sorted(ours)))}}}"
+    differences = [f"{name} {describe_values(ours, show)}"
                    for name, ours, theirs, show in zip(("batch sizes", "learning rates", "epochs"), tried,
                                                        (batch_sizes, rates, epochs), (str, format_lr, format_number))
                    if ours != theirs]
@@ -114,7 +115,7 @@ def glue_grid_differences(cells: list[GridCell], tasks) -> list[str]:
 
 def describe_reference_grid() -> str:
     batch_sizes, rates, epochs = REFERENCE_GLUE_GRID
-    return " x ".join("{" + ", ".join(map(show, sorted(values))) + "}"
+    return " x ".join(describe_values(values, show)
                       for values, show in ((batch_sizes, str), (rates, format_lr), (epochs, format_number)))
 
 
@@ -154,10 +155,7 @@ def glue_reference_line(model: str, pretraining: dict, cells: list[GridCell], be
 def glue_reference_lines(models: list[str], pretrained: list[dict], cells: dict[tuple, GridCell],
                          best: dict[tuple, GridCell], score_text) -> str | None:
     by_model = {r["model"]: r for r in pretrained if is_usable(r)}
-    lines = []
-    for model in models:
-        if model in by_model:
-            line = glue_reference_line(model, by_model[model], [c for c in cells.values() if c.model == model],
-                                       {task: cell for (m, task), cell in best.items() if m == model}, score_text)
-            lines.append(line)
+    lines = [glue_reference_line(model, by_model[model], [c for c in cells.values() if c.model == model],
+                                 {task: cell for (m, task), cell in best.items() if m == model}, score_text)
+             for model in models if model in by_model]
     return "\n".join(line for line in lines if line) or None
