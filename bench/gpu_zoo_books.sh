@@ -26,12 +26,9 @@ RUNS_DIR=${RUNS_DIR:-$([ -n "${QUICK:-}" ] && echo "$OUT_ROOT/runs" || echo outp
 PACK_DIR=${PACK_DIR:-$OUT_ROOT/pack}
 PART_SIZE=${PART_SIZE:-15m}
 PY=${PYTHON:-python3}
-BOOKS=$DATA_DIR/gutenberg
-for f in "$BOOKS/validation.txt.xz" "$BOOKS/test.txt.xz" "$DATA_DIR/tokenizers/bert-base-uncased/vocab.txt" \
-         "$DATA_DIR/tokenizers/gpt2/vocab.json"; do
-    [ -f "$f" ] || { echo "gpu_zoo_books: $f is missing (DATA_DIR=$DATA_DIR)" >&2; exit 2; }
-done
-compgen -G "$BOOKS/$SHARDS" >/dev/null || { echo "gpu_zoo_books: no train shard matches $BOOKS/$SHARDS" >&2; exit 2; }
+NAME=gpu_zoo_books
+# shellcheck source=bench/gpu_books_inputs.sh
+source bench/gpu_books_inputs.sh
 # shellcheck source=bench/gpu_env.sh
 source bench/gpu_env.sh
 set -f  # from here on SHARDS stays a pattern: the scripts expand it themselves

@@ -11,10 +11,27 @@ import pytest
 
 
 @pytest.fixture(scope="module")
-def books(data_dir):
+def books(repo_root, data_dir, tmp_path_factory):
+    """The data folder the GPU machine gets: bench/gpu_bundle.sh's copy (one shard, no wheels), so that the dry
+    runs below also show that the bundle holds everything the script reads."""
     if not (data_dir / "gutenberg" / "train-09.txt.xz").is_file():
         pytest.skip("the book corpus is not in the shared data folder")
-    return data_dir
+    bundle = tmp_path_factory.mktemp("bundle")
+    result = run_bundle(repo_root, bundle, data_dir)
+    assert result.returncode == 0, result.stderr
+    copied = sorted(str(p.relative_to(bundle)) for p in bundle.rglob("*") if p.is_file())
+    assert [c for c in copied if "gutenberg" in c] == [f"data/gutenberg/{name}.txt.xz"
+                                                       for name in ("test", "train-09", "validation")]
+    assert (bundle / "data/gutenberg/train-09.txt.xz").read_bytes() == \
+        (data_dir / "gutenberg/train-09.txt.xz").read_bytes()
+    assert not (bundle / "wheels").exists()
+    return bundle / "data"
+
+
+def run_bundle(repo_root, folder, data_dir, shards="train-09.txt.xz"):
+    environment = {**os.environ, "DATA_DIR": str(data_dir), "SHARDS": shards, "WHEELS": "0"}
+    return subprocess.run(["bash", str(repo_root / "bench" / "gpu_bundle.sh"), str(folder)], env=environment,
+                          capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -76,3 +93,21 @@ def test_a_missing_corpus_stops_it_before_anything_is_installed_or_run(repo_root
     assert result.returncode == 2 and not (tmp_path / "runs").exists()
     assert result.stderr.strip() == (f"gpu_zoo_books: {tmp_path / 'nowhere'}/gutenberg/validation.txt.xz is missing "
                                      f"(DATA_DIR={tmp_path / 'nowhere'})")
+
+
+def test_the_bundle_refuses_a_shard_that_is_not_there_before_writing_anything(repo_root, tmp_path, data_dir):
+    result = run_bundle(repo_root, tmp_path / "bundle", data_dir, shards="train-99.txt.xz")
+    assert result.returncode == 2 and not (tmp_path / "bundle").exists()
+    assert result.stderr.strip() == f"gpu_bundle: no train shard matches {data_dir}/gutenberg/train-99.txt.xz"
+
+
+def test_the_bundle_will_not_write_over_the_data_it_copies(repo_root, tmp_path, data_dir):
+    source = tmp_path / "shared" / "data"
+    (source / "gutenberg").mkdir(parents=True)
+    for name in ("validation", "test", "train-09"):
+        (source / "gutenberg" / f"{name}.txt.xz").symlink_to(data_dir / "gutenberg" / f"{name}.txt.xz")
+    (source / "tokenizers").symlink_to(data_dir / "tokenizers")
+    result = run_bundle(repo_root, tmp_path / "shared", source)
+    assert result.returncode == 2 and result.stderr.strip().endswith("is DATA_DIR itself; name another folder")
+    assert sorted(p.name for p in (source / "gutenberg").iterdir()) == ["test.txt.xz", "train-09.txt.xz",
+                                                                       "validation.txt.xz"]
