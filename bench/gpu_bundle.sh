@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Gathers into one folder what bench/gpu_zoo_books.sh needs on a GPU machine with no network, so that the few
-# minutes a GPU is lent go to training, not to set-up (about 56 MB with the default five shards):
+# minutes a GPU is lent go to training, not to set-up (53 MB with the default five shards):
 #   DIR/data/gutenberg/   the train shards named by SHARDS, validation.txt.xz and test.txt.xz
 #   DIR/data/tokenizers/  bert-base-uncased/ and gpt2/
 #   DIR/wheels/           datasets and the two packages it needs beyond a usual PyTorch image (dill and
